@@ -1,0 +1,81 @@
+"""Command line: 98-point landmarks for image files.
+
+    python -m model.predict IMAGE... [--weights W] [--json OUT] [--out-image OUT] [--no-flip]
+
+With one image, ``--json`` and ``--out-image`` name files; with several they name folders that
+receive ``<image stem>.json`` / ``<image stem>.png``. A bad image is reported and skipped; the exit
+status is non-zero when any image failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+
+from model.draw import draw_faces
+from model.image import ImageError, read_image
+from model.pipeline import MAX_FACES, Predictor, to_record
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m model.predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("images", nargs="+", type=Path, help="image files (JPEG, PNG, PPM, WebP, BMP, ...)")
+    parser.add_argument("--weights", default=None,
+                        help="checkpoint path or URL (default: the official mmpose weights, cached in the torch hub dir)")
+    parser.add_argument("--json", type=Path, default=None, dest="json_out",
+                        help="write results as JSON (a file for one image, a folder for several)")
+    parser.add_argument("--out-image", type=Path, default=None,
+                        help="write the annotated image (a file for one image, a folder for several)")
+    parser.add_argument("--no-flip", action="store_true", help="disable test-time flip (faster, slightly less accurate)")
+    parser.add_argument("--labels", action="store_true", help="write landmark indices on the annotated image")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
+    parser.add_argument("--max-faces", type=int, default=MAX_FACES, help=f"most faces per image (default: {MAX_FACES})")
+    return parser.parse_args(argv)
+
+
+def _output_path(option: Path | None, image: Path, several: bool, suffix: str) -> Path | None:
+    if option is None:
+        return None
+    path = option / f"{image.stem}{suffix}" if several else option
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    predictor = Predictor(weights=args.weights, device=args.device, flip_test=not args.no_flip,
+                          max_faces=args.max_faces)
+    several = len(args.images) > 1
+    failed = 0
+    for image_path in args.images:
+        try:
+            image = read_image(image_path)
+        except ImageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        detections = predictor.detect(image)
+        faces = predictor.faces_from_detections(image, detections)
+        if not faces:
+            print(f"{image_path}: no face found", file=sys.stderr)
+        elif len(detections) > len(faces):
+            print(f"{image_path}: {len(detections)} faces found, landmarks for the {len(faces)} most confident "
+                  f"(--max-faces)", file=sys.stderr)
+        else:
+            print(f"{image_path}: {len(faces)} face(s)")
+        record = to_record(image_path.name, image.shape, faces)
+        if (path := _output_path(args.json_out, image_path, several, ".json")) is not None:
+            path.write_text(json.dumps(record, indent=1))
+        if (path := _output_path(args.out_image, image_path, several, ".png")) is not None:
+            annotated = draw_faces(image, faces, labels=args.labels)
+            cv2.imwrite(str(path), cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+    if failed:
+        print(f"{failed} of {len(args.images)} image(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
