@@ -61,7 +61,8 @@ def read_image(source: str | os.PathLike | bytes, name: str | None = None,
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not a recognised image format") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
+        raise ImageError(f"{name}: image is larger than the limit of {max_pixels / 1e6:.0f} megapixels "
+                         f"({exc}); refused before decoding") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
         raise ImageError(f"{name}: cannot be decoded ({exc})") from None
     return to_rgb(img)

@@ -46,8 +46,12 @@ def _output_path(option: Path | None, image: Path, several: bool, suffix: str) -
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    predictor = Predictor(weights=args.weights, device=args.device, flip_test=not args.no_flip,
-                          max_faces=args.max_faces)
+    try:
+        predictor = Predictor(weights=args.weights, device=args.device, flip_test=not args.no_flip,
+                              max_faces=args.max_faces)
+    except (OSError, ValueError) as exc:  # missing/unreadable weights, offline, bad device or option
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     several = len(args.images) > 1
     failed = 0
     for image_path in args.images:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -41,6 +42,13 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _read_block(response, url: str, received: int, total: int | None) -> bytes:
+    try:
+        return response.read(1 << 16)
+    except http.client.IncompleteRead as exc:  # the server closed the connection early
+        raise OSError(f"download of {url} stopped after {received + len(exc.partial)} of {total} bytes") from exc
+
+
 def download(url: str, dest: str | os.PathLike | None = None, sha256_prefix: str | None = None,
              progress: bool = True, timeout: float = 30.0) -> Path:
     """Download ``url`` to ``dest`` (default: the hub cache) unless it is already there.
@@ -64,7 +72,7 @@ def download(url: str, dest: str | os.PathLike | None = None, sha256_prefix: str
             received = 0
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                       desc=dest.name, disable=not progress) as bar:
-                while block := response.read(1 << 16):
+                while block := _read_block(response, url, received, total):
                     out.write(block)
                     digest.update(block)
                     received += len(block)
@@ -82,24 +90,25 @@ def download(url: str, dest: str | os.PathLike | None = None, sha256_prefix: str
         tmp.unlink(missing_ok=True)
 
 
-def official_weights(download_if_missing: bool = True) -> Path:
+def official_weights(download_if_missing: bool = True, url: str = OFFICIAL_URL,
+                     sha256_prefix: str = OFFICIAL_SHA256_PREFIX, timeout: float = 30.0) -> Path:
     """Path of the official checkpoint: cached copy, else a verified download.
 
     Raises ``WeightsUnavailableError`` that says where to put the file when it is neither
-    cached nor downloadable (offline).
+    cached nor downloadable (offline). ``url`` and ``sha256_prefix`` exist for mirrors and tests.
     """
-    path = cached_path(OFFICIAL_URL)
+    path = cached_path(url)
     if path.is_file():
         return path
     how = (
-        f"Download {OFFICIAL_URL} on a machine with internet access (sha256 starts with "
-        f"{OFFICIAL_SHA256_PREFIX}) and copy it to {path}, or pass --weights PATH to a checkpoint."
+        f"Download {url} on a machine with internet access (sha256 starts with "
+        f"{sha256_prefix}) and copy it to {path}, or pass --weights PATH to a checkpoint."
     )
     if not download_if_missing:
         raise WeightsUnavailableError(f"The official 98-point weights are not cached at {path}. {how}")
     try:
-        return download(OFFICIAL_URL, path, sha256_prefix=OFFICIAL_SHA256_PREFIX)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        return download(url, path, sha256_prefix=sha256_prefix, timeout=timeout)
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise WeightsUnavailableError(
             f"The official 98-point weights are not cached at {path} and could not be downloaded "
             f"({exc}). {how}"

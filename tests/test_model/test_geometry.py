@@ -1,0 +1,70 @@
+import cv2
+import numpy as np
+import pytest
+
+from model.geometry import apply_affine, box_to_crop, crop_matrix, invert_affine, landmark_box, warp_crop
+
+
+def test_box_to_crop_hand_worked():
+    center, side = box_to_crop([10, 20, 50, 100])  # 40 x 80 box
+    np.testing.assert_allclose(center, [30, 60])
+    assert side == pytest.approx(1.25 * 80)
+    _, side = box_to_crop([0, 0, 30, 10], padding=2.0)
+    assert side == 60
+
+
+@pytest.mark.parametrize("box", [[0, 0, 0, 10], [5, 5, 4, 10], [0, 0, np.nan, 1], [1, 2, 3]])
+def test_box_to_crop_rejects_bad_boxes(box):
+    with pytest.raises(ValueError, match="box"):
+        box_to_crop(box)
+
+
+def test_landmark_box_is_the_extent():
+    np.testing.assert_allclose(landmark_box([[1, 5], [4, 2], [3, 9]]), [1, 2, 4, 9])
+
+
+def test_crop_matrix_centers_and_scales():
+    m = crop_matrix((100.0, 50.0), 64.0, output_size=256)
+    np.testing.assert_allclose(apply_affine([100.0, 50.0], m), [128, 128])
+    # a point half a side to the right of the center lands on the right edge: 128 + 32 * 4
+    np.testing.assert_allclose(apply_affine([132.0, 50.0], m), [256, 128])
+    np.testing.assert_allclose(apply_affine([100.0, 18.0], m), [128, 0])
+
+
+@pytest.mark.parametrize("angle", [-60.0, -15.0, 0.0, 30.0, 90.0])
+def test_rotation_sign_matches_cv2(angle):
+    center, side, out = np.array([70.0, 40.0]), 128.0, 256
+    m = crop_matrix(center, side, rotation=angle, output_size=out)
+    ref = cv2.getRotationMatrix2D((70.0, 40.0), angle, out / side)
+    ref[:, 2] += [out / 2 - 70.0, out / 2 - 40.0]  # then translate the center to the crop center
+    np.testing.assert_allclose(m, ref, atol=1e-9)
+
+
+def test_positive_rotation_is_counter_clockwise_on_screen():
+    m = crop_matrix((0.0, 0.0), 256.0, rotation=90.0, output_size=256)
+    # a point to the right of the center moves up on screen (smaller y) under a CCW turn
+    x, y = apply_affine([10.0, 0.0], m) - 128
+    assert x == pytest.approx(0, abs=1e-9) and y == pytest.approx(-10)
+
+
+def test_inverse_round_trip(rng):
+    m = crop_matrix(rng.uniform(0, 500, 2), rng.uniform(20, 300), rotation=rng.uniform(-60, 60))
+    pts = rng.uniform(-50, 600, (98, 2))
+    np.testing.assert_allclose(apply_affine(apply_affine(pts, m), invert_affine(m)), pts, atol=1e-9)
+    np.testing.assert_allclose(invert_affine(m), cv2.invertAffineTransform(m), atol=1e-9)
+
+
+def test_warp_crop_moves_a_pixel_where_the_matrix_says():
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[60, 150] = (255, 0, 0)
+    m = crop_matrix((150.0, 60.0), 100.0, output_size=100)  # scale 1: pure translation
+    crop = warp_crop(image, m, 100)
+    assert crop.shape == (100, 100, 3)
+    assert tuple(np.argwhere(crop[:, :, 0] == 255)[0]) == (50, 50)
+    # outside the image the border is black
+    assert warp_crop(image, crop_matrix((0.0, 0.0), 100.0, output_size=100), 100)[:40, :40].max() == 0
+
+
+def test_apply_affine_shape_check():
+    with pytest.raises(ValueError, match="last dimension of 2"):
+        apply_affine(np.zeros((3, 3)), np.eye(2, 3))

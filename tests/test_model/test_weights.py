@@ -1,0 +1,93 @@
+"""Download tests against a real HTTP server on 127.0.0.1 standing in for download.openmmlab.com."""
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+from model.weights import WeightsUnavailableError, cached_path, download, official_weights
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+GOOD_PREFIX = hashlib.sha256(PAYLOAD).hexdigest()[:8]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.startswith("/dropped/"):
+            # announce the whole file, send a third of it, then close the connection
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PAYLOAD)))
+            self.end_headers()
+            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 3])
+            self.wfile.flush()
+            self.connection.close()
+            return
+        if self.path.startswith("/missing/"):
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def _leftovers(folder: Path):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_good_download_is_verified_and_renamed(server, tmp_path):
+    dest = tmp_path / "weights-abc.pth"
+    assert download(f"{server}/ok/weights-abc.pth", dest, sha256_prefix=GOOD_PREFIX, progress=False) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert _leftovers(tmp_path) == ["weights-abc.pth"]
+    # a second call uses the file and does not fetch again (the URL would now 404)
+    assert download(f"{server}/missing/x", dest, progress=False) == dest
+
+
+def test_bad_hash_leaves_nothing(server, tmp_path):
+    dest = tmp_path / "w.pth"
+    with pytest.raises(ValueError, match="corrupt: sha256 .* does not start with deadbeef"):
+        download(f"{server}/ok/w.pth", dest, sha256_prefix="deadbeef", progress=False)
+    assert _leftovers(tmp_path) == []
+
+
+def test_dropped_connection_leaves_nothing_and_retry_works(server, tmp_path):
+    dest = tmp_path / "w.pth"
+    with pytest.raises(OSError, match=r"stopped after \d+ of 1048576 bytes"):
+        download(f"{server}/dropped/w.pth", dest, sha256_prefix=GOOD_PREFIX, progress=False)
+    assert _leftovers(tmp_path) == []
+    download(f"{server}/ok/w.pth", dest, sha256_prefix=GOOD_PREFIX, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_official_weights_go_to_the_hub_cache(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    url = f"{server}/ok/deeppose-{GOOD_PREFIX}.pth"
+    path = official_weights(url=url, sha256_prefix=GOOD_PREFIX)
+    assert path == tmp_path / "torch" / "hub" / "checkpoints" / f"deeppose-{GOOD_PREFIX}.pth"
+    assert path == cached_path(url) and path.read_bytes() == PAYLOAD
+
+
+def test_offline_error_says_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(WeightsUnavailableError) as err:
+        official_weights(url="http://127.0.0.1:9/deeppose.pth", timeout=5)  # port 9: nothing listens
+    message = str(err.value)
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "deeppose.pth") in message
+    assert "--weights PATH" in message and "could not be downloaded" in message
+    with pytest.raises(WeightsUnavailableError, match="not cached at"):
+        official_weights(download_if_missing=False, url="http://127.0.0.1:9/deeppose.pth")
+    assert _leftovers(tmp_path / "torch" / "hub" / "checkpoints") == []
