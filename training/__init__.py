@@ -1,0 +1,19 @@
+"""Training and evaluation on WFLW: data, augmentation, loss, metrics (train/evaluate are scripts).
+
+``training.train`` and ``training.evaluate`` are run as modules and are not imported here.
+"""
+from training.augment import AugmentParams, augment_crop, encode_targets, flip_image, flip_landmarks
+from training.loss import SoftWingLoss
+from training.metrics import (ced_curve, ced_figure, format_table, fr_auc, nme, per_landmark_error,
+                              subset_table, summarize)
+from training.wflw import (Sample, WFLWDataset, WFLWTree, find_wflw_root, format_wflw_line,
+                           load_wflw_json, load_wflw_txt, parse_wflw_line, resolve_image, write_wflw_txt)
+
+__all__ = [
+    "AugmentParams", "augment_crop", "encode_targets", "flip_image", "flip_landmarks",
+    "SoftWingLoss",
+    "ced_curve", "ced_figure", "format_table", "fr_auc", "nme", "per_landmark_error",
+    "subset_table", "summarize",
+    "Sample", "WFLWDataset", "WFLWTree", "find_wflw_root", "format_wflw_line",
+    "load_wflw_json", "load_wflw_txt", "parse_wflw_line", "resolve_image", "write_wflw_txt",
+]

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from model.layout import ATTRIBUTES, EYE_CORNERS, NUM_LANDMARKS
+from training.metrics import (ced_curve, ced_figure, format_table, fr_auc, nme, per_landmark_error,
+                              subset_table)
+
+
+def _faces():
+    """Three faces with inter-ocular distances 10, 20, 40 and hand-set errors."""
+    gt = np.zeros((3, NUM_LANDMARKS, 2))
+    for i, d in enumerate((10.0, 20.0, 40.0)):
+        gt[i, EYE_CORNERS[1], 0] = d
+    pred = gt.copy()
+    pred[0, :, 0] += 1.0                 # every point 1 px off: NME 1/10
+    pred[1, :49, 1] += 4.0               # half the points 4 px off: NME 2/20
+    pred[2, 0] += (3.0, 4.0)             # one point 5 px off: NME 5/98/40
+    return pred, gt
+
+
+def test_nme_by_hand():
+    pred, gt = _faces()
+    np.testing.assert_allclose(nme(pred, gt), [0.1, 0.1, 5 / 98 / 40])
+
+
+def test_per_landmark_error():
+    pred, gt = _faces()
+    err = per_landmark_error(pred, gt)
+    assert err.shape == (NUM_LANDMARKS,)
+    assert err[0] == pytest.approx((0.1 + 0.2 + 5 / 40) / 3)
+    assert err[97] == pytest.approx(0.1 / 3)
+
+
+def test_zero_normaliser_and_shapes():
+    gt = np.zeros((1, NUM_LANDMARKS, 2))
+    with pytest.raises(ValueError, match="coincide"):
+        nme(gt, gt)
+    with pytest.raises(ValueError, match="shape"):
+        nme(np.zeros((1, 5, 2)), np.zeros((1, 5, 2)))
+
+
+def test_fr_auc_by_hand():
+    fr, auc = fr_auc([0.05, 0.2])
+    assert fr == 0.5
+    assert auc == pytest.approx(0.25, abs=1e-3)  # CED is 0 up to 0.05, then 0.5
+    fr, auc = fr_auc([0.0, 0.0])
+    assert (fr, auc) == (0.0, pytest.approx(1.0))
+    xs, ys = ced_curve([0.05, 0.2])
+    assert xs[1] - xs[0] == pytest.approx(1e-4) and ys[-1] == 0.5
+
+
+def test_subset_table_and_format():
+    errors = np.array([0.02, 0.04, 0.2, 0.06])
+    flags = np.zeros((4, len(ATTRIBUTES)), bool)
+    flags[2:, 0] = True  # pose: 0.2 and 0.06
+    table = subset_table(errors, flags)
+    assert table["full"]["nme"] == pytest.approx(0.08) and table["full"]["fr"] == 0.25
+    assert table["pose"]["nme"] == pytest.approx(0.13) and table["pose"]["num_faces"] == 2
+    assert table["blur"]["num_faces"] == 0
+    text = format_table(table)
+    assert "Testset" in text and "Make-up" in text and "8.00" in text and "13.00" in text
+    with pytest.raises(ValueError, match="attributes must have shape"):
+        subset_table(errors, flags[:3])
+
+
+def test_ced_figure():
+    fig = ced_figure({"a": np.array([0.01, 0.05, 0.2])})
+    assert isinstance(fig, Figure) and len(fig.axes) == 1

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.geometry import landmark_box
+from model.layout import ATTRIBUTES, NUM_LANDMARKS
+from training.augment import AugmentParams
+from training.wflw import (RAW_FIELDS, SUBSET_FIELDS, Sample, WFLWDataset, find_wflw_root, format_wflw_line,
+                           load_wflw_json, load_wflw_txt, parse_wflw_line, resolve_image, subset_flags)
+
+
+def _sample(rng, attributes=(True, False, False, True, False, False)) -> Sample:
+    pts = rng.uniform(10, 200, (NUM_LANDMARKS, 2)).astype(np.float32)
+    return Sample("12--Group/a_b.jpg", pts, np.array([5, 6, 210, 220], np.float32), attributes)
+
+
+def test_raw_line_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    samples = [_sample(rng), _sample(rng, (False,) * 6)]
+    path = tmp_path / "list_98pt_rect_attr_test.txt"
+    path.write_text("".join(format_wflw_line(s) + "\n" for s in samples))
+    assert len(path.read_text().splitlines()[0].split()) == RAW_FIELDS
+    back = load_wflw_txt(path)
+    assert len(back) == 2
+    for a, b in zip(samples, back):
+        assert b.image == a.image and b.attributes == a.attributes
+        np.testing.assert_array_equal(b.landmarks, a.landmarks)  # exact float32 round trip
+        np.testing.assert_array_equal(b.box, a.box)
+        assert format_wflw_line(b) == format_wflw_line(a)
+
+
+def test_subset_list_line_round_trip(tmp_path):
+    sample = _sample(np.random.default_rng(1), None)
+    line = format_wflw_line(sample)
+    assert len(line.split()) == SUBSET_FIELDS
+    path = tmp_path / "faces.txt"
+    path.write_text(line + "\n")
+    (back,) = load_wflw_txt(path)
+    assert back.attributes is None
+    np.testing.assert_allclose(back.box, landmark_box(sample.landmarks), rtol=1e-6)
+
+
+def test_real_subset_lists(shared_data):
+    folder = shared_data / "wflw-test-subsets"
+    pose = load_wflw_txt(folder / "list_98pt_test_largepose.txt")
+    assert len(pose) == 326
+    s = pose[0]
+    assert s.attributes is None and s.landmarks.shape == (NUM_LANDMARKS, 2) and s.landmarks.dtype == np.float32
+    assert s.image == "2--Demonstration/2_Demonstration_Political_Rally_2_424.jpg"
+    np.testing.assert_allclose(s.landmarks[0], [148.701996, 253.686005], rtol=1e-6)
+    distinct = set()
+    for name in ("largepose", "expression", "illumination", "makeup", "occlusion", "blur"):
+        distinct |= {x.key() for x in load_wflw_txt(folder / f"list_98pt_test_{name}.txt")}
+    assert len(distinct) == 1966  # the number the data README gives
+
+
+def test_mmpose_json(shared_data):
+    samples = load_wflw_json(shared_data / "mmpose-tests" / "wflw" / "test_wflw.json")
+    assert len(samples) == 4
+    assert samples[0].image == "36_Football_americanfootball_ball_36_415.jpg"
+    for s in samples:
+        assert s.landmarks.shape == (NUM_LANDMARKS, 2)
+        box = landmark_box(s.landmarks)
+        # SPEC 6: center = landmark-box centre rounded to 0.5 px, scale x 200 = longest extent rounded up
+        np.testing.assert_allclose(s.center, np.round((box[:2] + box[2:]) / 2 * 2) / 2, atol=0.5)
+        assert s.scale * 200 == pytest.approx(np.ceil(max(box[2:] - box[:2])), abs=1.0)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f[:-2], "expected 207 fields, got 205"),
+    (lambda f: f[:3] + ["abc"] + f[4:], "field 4 is not a number: 'abc'"),
+    (lambda f: ["nan"] + f[1:], "field 1 is not finite: 'nan'"),
+    (lambda f: f[:200] + ["2"] + f[201:], "attribute flags must be 0 or 1"),
+])
+def test_malformed_line_names_file_and_line(tmp_path, edit, message):
+    rng = np.random.default_rng(2)
+    good = format_wflw_line(_sample(rng))
+    bad = " ".join(edit(good.split()))
+    path = tmp_path / "list_98pt_rect_attr_test.txt"
+    path.write_text(good + "\n" + bad + "\n" + good + "\n")
+    with pytest.raises(ValueError, match=f"list_98pt_rect_attr_test.txt line 2: {message}"):
+        load_wflw_txt(path)
+    with pytest.warns(UserWarning, match="line 2: .*skipped"):
+        assert len(load_wflw_txt(path, on_error="skip")) == 2
+
+
+def test_parse_wflw_line():
+    rng = np.random.default_rng(3)
+    raw = _sample(rng)
+    back = parse_wflw_line("  " + format_wflw_line(raw) + "\n")
+    assert back.image == raw.image and back.attributes == raw.attributes
+    np.testing.assert_array_equal(back.landmarks, raw.landmarks)
+    np.testing.assert_array_equal(back.box, raw.box)
+    subset = _sample(rng, None)
+    back = parse_wflw_line(format_wflw_line(subset))  # 197 fields: a subset-list line
+    assert back.attributes is None
+    np.testing.assert_allclose(back.box, landmark_box(subset.landmarks), rtol=1e-6)
+    short = " ".join(format_wflw_line(raw).split()[:-2])
+    with pytest.raises(ValueError, match="^pasted line 3: expected 207 or 197 fields, got 205$"):
+        parse_wflw_line(short, source="pasted", line_number=3)
+    with pytest.raises(ValueError, match="^<line>: field 2 is not a number: 'x'$"):
+        parse_wflw_line(" ".join(["1", "x"] + format_wflw_line(raw).split()[2:]))
+
+
+def test_reader_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        load_wflw_txt(tmp_path / "nope.txt")
+    with pytest.raises(ValueError, match="on_error"):
+        load_wflw_txt(tmp_path / "nope.txt", on_error="ignore")
+
+
+def test_resolve_image_stays_inside_root(tmp_path):
+    (tmp_path / "WFLW_images" / "a").mkdir(parents=True)
+    assert resolve_image(tmp_path / "WFLW_images", "a/b.jpg") == (tmp_path / "WFLW_images" / "a" / "b.jpg").resolve()
+    with pytest.raises(ValueError, match="leads outside"):
+        resolve_image(tmp_path / "WFLW_images", "../secret.jpg")
+    with pytest.raises(ValueError, match="absolute"):
+        resolve_image(tmp_path / "WFLW_images", "/etc/passwd")
+
+
+def test_find_wflw_root(tmp_path, synthetic_root):
+    tree = find_wflw_root(synthetic_root)
+    assert tree.annotations("train").is_file() and tree.subset_list("pose").is_file()
+    with pytest.raises(FileNotFoundError, match="list_98pt_rect_attr_train.txt"):
+        find_wflw_root(tmp_path)
+
+
+def test_subset_lists_match_flags(synthetic_root):
+    tree = find_wflw_root(synthetic_root)
+    test = load_wflw_txt(tree.annotations("test"))
+    lists = {name: load_wflw_txt(tree.subset_list(name)) for name in ATTRIBUTES}
+    np.testing.assert_array_equal(subset_flags(test, lists), np.array([s.attributes for s in test]))
+
+
+def test_dataset_items(synthetic_root):
+    tree = find_wflw_root(synthetic_root)
+    samples = load_wflw_txt(tree.annotations("test"))
+    ds = WFLWDataset(samples, tree.images, input_size=48)
+    item = ds[0]
+    assert item["image"].shape == (48, 48, 3) and item["image"].dtype == torch.uint8
+    assert item["target"].shape == (NUM_LANDMARKS, 2) and item["weight"].shape == (NUM_LANDMARKS,)
+    # landmark-box crops with 1.25 padding keep every point inside
+    assert torch.all(item["weight"] == 1) and torch.all((item["target"] > 0) & (item["target"] < 1))
+    bad = Sample("../outside.jpg", samples[0].landmarks, samples[0].box, None)
+    with pytest.raises(ValueError, match="leads outside"):
+        WFLWDataset([bad], tree.images)
+
+
+def test_dataset_decodes_each_image_once(synthetic_root, monkeypatch):
+    import training.wflw as wflw
+
+    tree = find_wflw_root(synthetic_root)
+    samples = load_wflw_txt(tree.annotations("train"))[:3]
+    decoded = []
+    read = wflw.read_image
+    monkeypatch.setattr(wflw, "read_image", lambda path, name=None: decoded.append(name) or read(path, name=name))
+    ds = WFLWDataset(samples, tree.images, input_size=32, augment=AugmentParams(), seed=0)
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            ds[i]
+    assert decoded == [s.image for s in samples]
+    decoded.clear()
+    two = WFLWDataset(samples, tree.images, input_size=32, cache_bytes=2 * 64 * 64 * 3)  # two 64 px images
+    for i in (0, 1, 2, 1, 0):
+        two[i]
+    assert decoded == [samples[i].image for i in (0, 1, 2, 0)]  # 0 was the least recently used
