@@ -48,6 +48,14 @@ def random_checkpoint(tmp_path_factory, random_regressor) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def detector():
+    """One MTCNN for the whole run (its construction reads the weights shipped in the wheel)."""
+    from model.detector import FaceDetector
+
+    return FaceDetector()
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

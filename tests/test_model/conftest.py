@@ -1,10 +1,9 @@
-"""Real faces from ../shared/data with their annotated points, and one MTCNN for the folder."""
+"""Real faces from ../shared/data with their annotated points."""
 import json
 
 import numpy as np
 import pytest
 
-from model.detector import FaceDetector
 
 
 def read_pts(path) -> np.ndarray:
@@ -12,11 +11,6 @@ def read_pts(path) -> np.ndarray:
     lines = path.read_text().splitlines()
     body = lines[lines.index("{") + 1: lines.index("}")]
     return np.array([[float(v) for v in line.split()] for line in body], dtype=np.float64)
-
-
-@pytest.fixture(scope="session")
-def detector():
-    return FaceDetector()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,127 @@
+"""Start Landmark Studio.
+
+    python -m app [--weights W] [--wflw-root ROOT] [--predictions FILE] [--review-db FILE]
+                  [--host 127.0.0.1] [--port 7860] [--device auto|cpu|cuda] [--no-flip] [--max-faces N]
+
+The model is loaded once. Without weights (offline, nothing cached, no ``--weights``) the app
+still starts in detector-only mode with a banner saying how to supply them.
+"""
+from __future__ import annotations
+
+import os
+
+# Before gradio is imported: no usage analytics, no Hugging Face telemetry.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from model.pipeline import MAX_FACES  # noqa: E402
+
+# Uploads larger than this are refused by the server before any callback runs.
+MAX_FILE_SIZE = "25mb"
+# Requests waiting in the queue beyond this many are turned away ("queue full").
+QUEUE_MAX_SIZE = 32
+# Listeners that do not run the network (filters, review actions) may run this many at once.
+DEFAULT_CONCURRENCY = 4
+
+log = logging.getLogger("app")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Landmark Studio: the Gradio app.")
+    # model
+    parser.add_argument("--weights", default=None,
+                        help="checkpoint path or URL (default: the official mmpose weights from the torch hub "
+                             "cache, downloaded when online); without any, the app runs detector-only")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where the network runs (default: auto = CUDA when present)")
+    parser.add_argument("--no-flip", action="store_true", help="disable test-time flip (faster)")
+    parser.add_argument("--max-faces", type=_positive_int, default=MAX_FACES,
+                        help=f"most faces per image that get landmarks, the most confident first; the app says "
+                             f"when an image has more (default: {MAX_FACES})")
+    # data
+    parser.add_argument("--wflw-root", type=Path, default=None,
+                        help="WFLW root (WFLW_images/ and WFLW_annotations/) for the browser and review tabs")
+    parser.add_argument("--predictions", type=Path, default=None,
+                        help="predictions.json from `python -m training.evaluate` for the WFLW test set")
+    parser.add_argument("--review-db", type=Path, default=Path("review.sqlite"),
+                        help="SQLite file of review verdicts, notes and corrections (default: review.sqlite)")
+    # server
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, local only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    return parser.parse_args(argv)
+
+
+def load_model(args: argparse.Namespace):
+    """(predictor or None, banner or None): the 98-point model, or why it is missing."""
+    from model.network import CheckpointError
+    from model.pipeline import Predictor
+    from model.weights import WeightsUnavailableError
+
+    try:
+        return Predictor(weights=args.weights, device=None if args.device == "auto" else args.device,
+                         flip_test=not args.no_flip, max_faces=args.max_faces), None
+    except WeightsUnavailableError as exc:
+        reason = str(exc)
+    except (CheckpointError, FileNotFoundError, ValueError, OSError) as exc:
+        reason = f"--weights {args.weights}: {exc}"
+    log.warning("98-point model not loaded: %s", reason)
+    banner = ("### ⚠ The 98-point landmark model is not loaded\n"
+              f"{reason}\n\nUntil then only face boxes and the detector's five points are shown. "
+              "Restart with `python -m app --weights PATH`, or put the official checkpoint in the cache as above.")
+    return None, banner
+
+
+def load_wflw(args: argparse.Namespace, predictor):
+    """(test set or None, message): the browser and review tabs' data."""
+    from app.wflw_data import HOW_TO_GET_WFLW, WFLWTestSet
+
+    if args.wflw_root is None:
+        return None, "No WFLW root was given. " + HOW_TO_GET_WFLW
+    try:
+        testset = WFLWTestSet.load(args.wflw_root)
+    except (FileNotFoundError, ValueError) as exc:
+        log.warning("WFLW browser disabled: %s", exc)
+        return None, f"The WFLW root could not be read: {exc}\n\n{HOW_TO_GET_WFLW}"
+    if args.predictions is not None:
+        testset.load_predictions(args.predictions)  # a wrong file is a start-up error, not a silent gap
+    return testset, ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    from app.review_store import ReviewStore
+    from app.ui import ASSETS, build_demo
+
+    predictor, banner = load_model(args)
+    testset, wflw_message = load_wflw(args, predictor)
+    store = ReviewStore(args.review_db) if testset is not None else None
+    demo = build_demo(predictor, banner=banner, testset=testset, wflw_message=wflw_message, store=store)
+    # Served files: the assets, the dataset images (for nothing but the tabs' own views) and the
+    # app's download folder; Gradio's own upload cache is served by Gradio itself.
+    allowed = [str(ASSETS), str(demo.app_context.output_dir)]
+    if testset is not None:
+        allowed.append(str(testset.tree.images))
+    demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE,
+                allowed_paths=allowed, show_error=True, share=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
