@@ -3,8 +3,6 @@
 One server, started as a user would (no --host), with a WFLW root and a review database."""
 from __future__ import annotations
 
-import io
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -53,11 +51,7 @@ def test_binds_loopback_only_by_default(server):
                  if c.status == psutil.CONN_LISTEN and c.laddr.port == server.port]
     assert [c.laddr.ip for c in listening] == ["127.0.0.1"]
     assert f"Running on local URL:  http://127.0.0.1:{server.port}" in server.log()
-    others = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
-              if a.family == socket.AF_INET and not a.address.startswith("127.")]
-    for address in others:  # the machine's own non-loopback addresses must not reach the app
-        with pytest.raises(OSError):
-            socket.create_connection((address, server.port), timeout=3).close()
+    # The listening socket's own address is the proof; tests send traffic to loopback only.
 
 
 def test_file_route_serves_assets_only(server, small_wflw_root):  # noqa: F811
