@@ -6,7 +6,6 @@ record of ``model.pipeline.to_record`` (the CLI's schema) out.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -16,14 +15,18 @@ import pandas as pd
 from app.context import AppContext
 from model.detector import Detections
 from model.draw import draw_box, draw_faces, draw_five_points
-from model.geometry import box_to_crop, landmark_box
+from model.geometry import landmark_box, match_boxes
 from model.image import ImageError, read_image
 from model.pipeline import Face, crop_faces, to_record
 from training import metrics
-from training.wflw import load_wflw_json, load_wflw_txt
+from training.wflw import load_wflw_json, parse_wflw_line
 
 # Zoomed face crops in the gallery, pixels.
 CROP_VIEW_SIZE = 256
+
+# A detected face is the annotated one when its box overlaps the annotation's landmark box this much
+# (MTCNN boxes sit inside the landmark extent on the forehead side; 0.3 tolerates that).
+GT_MIN_IOU = 0.3
 
 TABLE_COLUMNS = ["face", "x1", "y1", "x2", "y2", "score", "NME (%)", "WFLW rank"]
 
@@ -73,22 +76,11 @@ def _detector_only(ctx: AppContext, name: str, image: np.ndarray, detections) ->
 
 
 def match_ground_truth(faces: list[Face], truths: list[np.ndarray]) -> list[np.ndarray | None]:
-    """Pair each detected face with the annotated face whose landmark box centre is nearest to its
-    box centre, within half the box size; unmatched faces get ``None``. Each truth is used once."""
-    matched: list[np.ndarray | None] = [None] * len(faces)
-    free = list(range(len(truths)))
-    for i, face in enumerate(faces):
-        center, side = box_to_crop(face.box, padding=1.0)
-        best, best_dist = None, side / 2.0
-        for j in free:
-            gt_center, _ = box_to_crop(landmark_box(truths[j]), padding=1.0)
-            dist = float(np.linalg.norm(gt_center - center))
-            if dist < best_dist:
-                best, best_dist = j, dist
-        if best is not None:
-            matched[i] = truths[best]
-            free.remove(best)
-    return matched
+    """Each detected face's annotated landmarks (matched by box overlap), or ``None``."""
+    if not truths:
+        return [None] * len(faces)
+    pairs = match_boxes([f.box for f in faces], [landmark_box(t) for t in truths], GT_MIN_IOU)
+    return [None if j is None else truths[j] for j in pairs]
 
 
 def _user_truths(name: str, gt_line: str | None, gt_file: str | None) -> list[np.ndarray]:
@@ -96,12 +88,8 @@ def _user_truths(name: str, gt_line: str | None, gt_file: str | None) -> list[np
     truths: list[np.ndarray] = []
     try:
         if gt_line and gt_line.strip():
-            # training.wflw has no public one-line parser: go through a file, named so that its
-            # errors read "pasted line 2: expected 207 fields, got 204".
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "pasted"
-                path.write_text(gt_line.strip() + "\n", encoding="utf-8")
-                truths += [s.landmarks for s in load_wflw_txt(path)]
+            lines = [line for line in gt_line.strip().splitlines() if line.strip()]
+            truths += [parse_wflw_line(line, "pasted", n).landmarks for n, line in enumerate(lines, 1)]
         if gt_file:
             samples = load_wflw_json(gt_file)
             same = [s for s in samples if Path(s.image).name == name]

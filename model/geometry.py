@@ -91,3 +91,30 @@ def warp_crop(image: np.ndarray, matrix, size: int = INPUT_SIZE) -> np.ndarray:
         image, np.asarray(matrix, dtype=np.float64), (int(size), int(size)),
         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
     )
+
+
+def box_iou(box, boxes) -> np.ndarray:
+    """Intersection over union of one (4,) xyxy box with (M, 4) boxes -> (M,) in [0, 1]."""
+    a = np.asarray(box, dtype=np.float64).reshape(4)
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    lo = np.maximum(a[:2], b[:, :2])
+    hi = np.minimum(a[2:], b[:, 2:])
+    inter = np.prod(np.clip(hi - lo, 0.0, None), axis=1)
+    union = np.prod(a[2:] - a[:2]) + np.prod(b[:, 2:] - b[:, :2], axis=1) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def match_boxes(boxes, targets, min_iou: float = 0.3) -> list[int | None]:
+    """Pair each of (F, 4) ``boxes`` with the index of a (T, 4) ``targets`` box, greedily by IoU
+    (highest first), each target used once; ``None`` where no free target overlaps by ``min_iou``."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    targets = np.asarray(targets, dtype=np.float64).reshape(-1, 4)
+    overlaps = np.array([box_iou(b, targets) for b in boxes]).reshape(len(boxes), len(targets))
+    matched: list[int | None] = [None] * len(boxes)
+    for flat in np.argsort(-overlaps, axis=None, kind="stable"):
+        i, j = divmod(int(flat), len(targets))
+        if overlaps[i, j] < min_iou:
+            break
+        if matched[i] is None and j not in matched:
+            matched[i] = j
+    return matched

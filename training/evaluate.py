@@ -27,19 +27,11 @@ from model.network import load_regressor, read_checkpoint
 from model.pipeline import Predictor, crop_faces, decode
 from model.layout import ATTRIBUTES
 from training.metrics import ced_figure, format_table, nme, subset_table
+from model.geometry import match_boxes
 from training.wflw import attribute_matrix, crop_box, find_wflw_root, load_wflw_txt, resolve_image
 
 BOX_CHOICES = ("landmarks", "rect", "detector")
 DETECTOR_MIN_IOU = 0.3  # a detection counts as the annotated face above this overlap
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of one (4,) box with (M, 4) boxes, xyxy."""
-    lo = np.maximum(a[:2], b[:, :2])
-    hi = np.minimum(a[2:], b[:, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
-    area = lambda x: np.prod(x[..., 2:] - x[..., :2], axis=-1)  # noqa: E731
-    return inter / (area(a) + area(b) - inter + 1e-9)
 
 
 def predict_image(predictor: Predictor, image: np.ndarray, boxes: np.ndarray, input_size: int) -> np.ndarray:
@@ -87,15 +79,11 @@ def run(wflw_root, weights, out, box: str = "landmarks", flip_test: bool = True,
         image = read_image(resolve_image(tree.images, name), name=name)
         if box == "detector":
             detected = predictor.detect(image).boxes
-            boxes = []
-            for i in indices:
-                rect = np.asarray(samples[i].box, dtype=np.float64)
-                overlap = iou(rect, detected) if len(detected) else np.zeros(0)
-                if len(overlap) and overlap.max() >= DETECTOR_MIN_IOU:
-                    boxes.append(detected[int(overlap.argmax())])
-                else:
-                    boxes.append(rect)
-                    missed += 1
+            rects = [np.asarray(samples[i].box, dtype=np.float64) for i in indices]
+            # each annotated face takes the detection overlapping its WFLW rectangle most
+            pairs = match_boxes(rects, detected, DETECTOR_MIN_IOU)
+            boxes = [rect if j is None else detected[j] for rect, j in zip(rects, pairs)]
+            missed += sum(j is None for j in pairs)
         else:
             boxes = [crop_box(samples[i], box) for i in indices]
         pred[indices] = predict_image(predictor, image, np.asarray(boxes, dtype=np.float64), input_size)

@@ -2,7 +2,9 @@ import cv2
 import numpy as np
 import pytest
 
-from model.geometry import apply_affine, box_to_crop, crop_matrix, invert_affine, landmark_box, warp_crop
+from model.geometry import (
+    apply_affine, box_iou, box_to_crop, crop_matrix, invert_affine, landmark_box, match_boxes, warp_crop,
+)
 
 
 def test_box_to_crop_hand_worked():
@@ -68,3 +70,17 @@ def test_warp_crop_moves_a_pixel_where_the_matrix_says():
 def test_apply_affine_shape_check():
     with pytest.raises(ValueError, match="last dimension of 2"):
         apply_affine(np.zeros((3, 3)), np.eye(2, 3))
+
+
+def test_box_iou_hand_worked():
+    # 2x2 boxes overlapping in a 1x1 square: 1 / (4 + 4 - 1)
+    np.testing.assert_allclose(box_iou([0, 0, 2, 2], [[1, 1, 3, 3], [0, 0, 2, 2], [5, 5, 6, 6]]), [1 / 7, 1, 0])
+    assert box_iou([0, 0, 1, 1], np.zeros((0, 4))).shape == (0,)
+
+
+def test_match_boxes_greedy_one_to_one():
+    boxes = [[0, 0, 10, 10], [20, 0, 30, 10], [100, 100, 110, 110]]
+    targets = [[21, 0, 31, 10], [1, 0, 11, 10], [0, 0, 10, 10]]
+    # box 0 overlaps targets 1 and 2: the exact one (IoU 1) wins, and target 1 is not reused
+    assert match_boxes(boxes, targets) == [2, 0, None]
+    assert match_boxes(boxes, []) == [None, None, None]
