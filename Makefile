@@ -10,11 +10,12 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install chromium demo test test-all bench clean help
+.PHONY: install chromium demo test test-slow test-all bench clean help
 
 help:
 	@echo "make demo      install into $(VENV) and start the app on http://$(HOST):$(PORT)"
 	@echo "make test      install, then run the whole test suite (browser tests included)"
+	@echo "make test-slow only the long tests marked 'slow'"
 	@echo "make test-all  the suite plus the long tests marked 'slow'"
 	@echo "make bench     CPU benchmarks: one table of latency, frames/s and ratio to the naive path"
 
@@ -38,6 +39,9 @@ demo: install
 
 test: install chromium
 	$(PY) -m pytest $(ARGS)
+
+test-slow: install chromium
+	$(PY) -m pytest -m slow $(ARGS)
 
 test-all: install chromium
 	$(PY) -m pytest -m "slow or not slow" $(ARGS)

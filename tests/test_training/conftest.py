@@ -1,14 +1,24 @@
-"""Fixtures of the training tests: a small synthetic WFLW tree and one short training run
-(``shared_data`` comes from tests/conftest.py)."""
+"""Fixtures of the training tests: small synthetic WFLW trees and the learning runs
+(``shared_data`` and ``random_checkpoint`` come from tests/conftest.py)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from model.network import LandmarkRegressor
+from training.metrics import nme
 from training.synthetic import write_synthetic_wflw
+from training.wflw import WFLWDataset, find_wflw_root, load_wflw_txt
+
+# The learning proof's drawn faces: 64 x 64 images, written once per session.
+LEARNING_FACES = dict(num_train=256, num_test=64, size=64, seed=0)
+# Overrides of make_tiny_config (measured in docs/notes/training.md, "Learning proof").
+# Fast run, default suite: 4 epochs x 16 steps of 16 faces at 32 px, lr x 0.1 for the last epoch.
+LEARNING_SETTINGS = dict(input_size=32, batch_size=16, warmup_iters=10, epochs=4, milestones=[3],
+                         eval_interval=4)
 
 
 @pytest.fixture(scope="session")
@@ -35,16 +45,58 @@ def tiny_config():
     return make_tiny_config
 
 
-@pytest.fixture(scope="session")
-def learning_run(synthetic_root, tmp_path_factory):
-    """The learning proof: 6 epochs x 4 steps of 8 drawn faces at 48 px from random weights."""
-    work = tmp_path_factory.mktemp("learning")
-    cfg = make_tiny_config(synthetic_root, work, epochs=6, eval_interval=6)
-    from training.train import build_loaders, evaluate, main
+def mean_shape_nme(root: Path, input_size: int, box_mode: str = "landmarks") -> float:
+    """Test NME of always predicting the training faces' mean shape in crop coordinates.
 
-    torch.manual_seed(cfg.seed)  # main builds its model after the same seeding
-    _, test_loader, _ = build_loaders(cfg, 0, 1, cfg.batch_size)
-    before = evaluate(LandmarkRegressor(), test_loader, torch.device("cpu"))["nme"]
-    result = main(cfg)
-    print(f"\nlearning test: test NME {100 * before:.1f}% before, {100 * result['last']['nme']:.1f}% after")
-    return cfg, before, result
+    The baseline a trained model must beat to show it reads the face, not just the average face.
+    """
+    tree = find_wflw_root(root)
+
+    def targets(split: str) -> np.ndarray:
+        ds = WFLWDataset(load_wflw_txt(tree.annotations(split)), tree.images, input_size=input_size,
+                         box_mode=box_mode)
+        return np.stack([ds[i]["target"].numpy() for i in range(len(ds))])
+
+    train, test = targets("train"), targets("test")
+    return float(nme(np.broadcast_to(train.mean(axis=0), test.shape), test).mean())
+
+
+@pytest.fixture(scope="session")
+def learning_root(tmp_path_factory) -> Path:
+    """The learning proof's synthetic WFLW tree (``LEARNING_FACES``, seeded)."""
+    root = tmp_path_factory.mktemp("learning_wflw")
+    write_synthetic_wflw(root, **LEARNING_FACES)
+    return root
+
+
+def run_learning(root: Path, work: Path, **settings) -> dict:
+    """Train from random weights (seeded); returns the config, test NME before and after, the
+    mean-shape NME, the result of ``main`` and its wall and CPU seconds."""
+    from training.train import _build_model, build_loaders, evaluate, main
+
+    cfg = make_tiny_config(root, work, **settings)
+    threads = torch.get_num_threads()
+    # One thread: on 2 shared cores two spin-wait, 7 x the CPU and 2.4 x the wall time (training.md).
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(cfg.seed)  # main builds its model after the same seeding
+        _, test_loader, _ = build_loaders(cfg, 0, 1, cfg.batch_size)
+        before = evaluate(_build_model(cfg), test_loader, torch.device("cpu"), cfg.flip_test)["nme"]
+        baseline = mean_shape_nme(root, cfg.input_size, cfg.eval_box)
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = main(cfg)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        torch.set_num_threads(threads)
+    after = result["last"]["nme"]
+    print(f"\nlearning run ({cfg.epochs * result['steps_per_epoch']} steps): test NME {100 * before:.1f}% "
+          f"before, {100 * baseline:.1f}% mean shape, {100 * after:.1f}% after ({after / baseline:.2f} x "
+          f"mean shape); {wall:.0f} s wall, {cpu:.0f} s CPU")
+    return dict(cfg=cfg, before=before, baseline=baseline, after=after, result=result, wall=wall, cpu=cpu)
+
+
+@pytest.fixture(scope="session")
+def learning_run(learning_root, tmp_path_factory) -> dict:
+    """The fast learning run (``LEARNING_SETTINGS``), shared by the tests that read its outputs."""
+    return run_learning(learning_root, tmp_path_factory.mktemp("learning"), **LEARNING_SETTINGS)
+
