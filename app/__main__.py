@@ -19,6 +19,8 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from model.backends import add_backend_argument  # noqa: E402
+
 from model.pipeline import MAX_FACES  # noqa: E402
 
 # Uploads larger than this are refused by the server before any callback runs.
@@ -50,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the network runs (default: auto = CUDA when present)")
     parser.add_argument("--no-flip", action="store_true", help="disable test-time flip (faster)")
+    add_backend_argument(parser)
     parser.add_argument("--max-faces", type=_positive_int, default=MAX_FACES,
                         help=f"most faces per image that get landmarks, the most confident first; the app says "
                              f"when an image has more (default: {MAX_FACES})")
@@ -74,7 +77,7 @@ def load_model(args: argparse.Namespace):
 
     try:
         return Predictor(weights=args.weights, device=None if args.device == "auto" else args.device,
-                         flip_test=not args.no_flip, max_faces=args.max_faces), None
+                         flip_test=not args.no_flip, max_faces=args.max_faces, backend=args.backend), None
     except WeightsUnavailableError as exc:
         reason = str(exc)
     except (CheckpointError, FileNotFoundError, ValueError, OSError) as exc:

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from model.backends import AUTO, TORCH, TorchBackend, build_backend, check_backend, resolve_backend
 from model.constants import COORD_SCALE, CROP_PADDING, INPUT_SIZE
 from model.detector import Detections, FaceDetector
 from model.geometry import apply_affine, box_to_crop, crop_matrix, invert_affine, warp_crop
 from model.image import check_image_array
 from model.layout import FLIP_INDICES, NUM_LANDMARKS
-from model.network import LandmarkRegressor, load_regressor, normalize
+from model.network import LandmarkRegressor, load_regressor
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +105,20 @@ class Predictor:
         flip_test: also run the mirrored crop and average (the published evaluation setting).
         detector: a ``FaceDetector``; ``None`` builds MTCNN on first use.
         max_faces: at most this many faces (highest detector scores) get landmarks in ``predict``.
+        backend: how the network runs (``model.backends``): "torch" (eager), "onnx" (ONNX Runtime
+            fp32), "onnx-int8" (ONNX Runtime, static int8), or "auto": torch on GPU, the fastest CPU
+            backend that keeps the accuracy bound on CPU. ONNX graphs are exported on first use
+            and cached on disk.
     """
 
     def __init__(self, weights: str | os.PathLike | LandmarkRegressor | None = None,
                  device: str | torch.device | None = None, flip_test: bool = True,
-                 detector: FaceDetector | None = None, max_faces: int = MAX_FACES) -> None:
+                 detector: FaceDetector | None = None, max_faces: int = MAX_FACES,
+                 backend: str = AUTO) -> None:
         if max_faces < 1:
             raise ValueError(f"max_faces must be at least 1, got {max_faces}")
         self.device = pick_device(device)
+        self.backend_name = resolve_backend(check_backend(backend), self.device)
         if isinstance(weights, LandmarkRegressor):
             model = weights
         else:
@@ -121,8 +128,7 @@ class Predictor:
                 weights = official_weights()
             model = load_regressor(weights)
         self.model = model.eval().to(self.device)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self._backend = TorchBackend(self.model, self.device) if self.backend_name == TORCH else None
         self.flip_test = bool(flip_test)
         self.max_faces = int(max_faces)
         self._detector = detector
@@ -133,18 +139,11 @@ class Predictor:
             self._detector = FaceDetector(device=self.device)
         return self._detector
 
-    @torch.inference_mode()
     def run_network(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 crops -> (N, 98, 2) float32 normalised coordinates (no flip)."""
-        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device, non_blocking=True)
-        x = normalize(x)
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = self.model(x)
-        else:
-            out = self.model(x)
-        return out.float().cpu().numpy()
+        if self._backend is None:  # ONNX backends are exported (or read from the cache) on first use
+            self._backend = build_backend(self.backend_name, self.model, self.device)
+        return self._backend(crops)
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 crops -> (N, 98, 2) normalised coordinates, flip test included.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 
+from model.backends import add_backend_argument
 from model.draw import draw_faces
 from model.image import ImageError, read_image
 from model.pipeline import MAX_FACES, Predictor, to_record
@@ -32,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-flip", action="store_true", help="disable test-time flip (faster, slightly less accurate)")
     parser.add_argument("--labels", action="store_true", help="write landmark indices on the annotated image")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
+    add_backend_argument(parser)
     parser.add_argument("--max-faces", type=int, default=MAX_FACES, help=f"most faces per image (default: {MAX_FACES})")
     return parser.parse_args(argv)
 
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         predictor = Predictor(weights=args.weights, device=args.device, flip_test=not args.no_flip,
-                              max_faces=args.max_faces)
+                              max_faces=args.max_faces, backend=args.backend)
     except (OSError, ValueError) as exc:  # missing/unreadable weights, offline, bad device or option
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 ARTIFACTS = REPO / "test-artifacts"
+
+# Exported ONNX graphs of the tests' throwaway weights go to a per-run folder, not the user's cache
+# (inherited by the app servers the tests start).
+os.environ["LANDMARK_STUDIO_CACHE"] = tempfile.mkdtemp(prefix="landmark-studio-test-cache-")
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +65,7 @@ def detector():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(os.environ["LANDMARK_STUDIO_CACHE"], ignore_errors=True)

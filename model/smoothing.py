@@ -1,0 +1,100 @@
+"""The One-Euro filter (Casiez, Roussel and Vogel, CHI 2012): jitter removal for live landmarks.
+
+A first-order low-pass filter whose cutoff rises with the signal's speed: slow movements (and
+the frame-to-frame jitter of a still face) are smoothed strongly, fast movements follow with
+little lag. The filter works element-wise on arrays of any shape, e.g. (98, 2) landmarks.
+
+The arithmetic is in two pure functions (``smoothing_factor``, ``one_euro_step``); the
+``OneEuroFilter`` class only keeps the previous state between frames.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Defaults for landmarks in image pixels at webcam rates. min_cutoff (Hz): smoothing of a still
+# face; beta (1/pixel): how fast the cutoff opens with speed; d_cutoff (Hz): smoothing of the
+# speed estimate (the paper's recommended 1 Hz).
+MIN_CUTOFF_HZ = 1.0
+BETA = 0.05
+D_CUTOFF_HZ = 1.0
+# Frame interval assumed when no timestamps are given (a 30 frames/s camera).
+DEFAULT_RATE_HZ = 30.0
+
+
+def smoothing_factor(cutoff_hz, dt: float):
+    """Exponential smoothing weight of a first-order low-pass with cutoff ``cutoff_hz`` at step ``dt``.
+
+    alpha = r / (r + 1) with r = 2 pi cutoff dt; e.g. cutoff 1 / (2 pi) Hz and dt 1 s give 0.5.
+    Works element-wise when ``cutoff_hz`` is an array.
+    """
+    r = 2.0 * math.pi * np.asarray(cutoff_hz, dtype=np.float64) * dt
+    return r / (r + 1.0)
+
+
+@dataclass
+class FilterState:
+    """What the filter remembers: the last filtered value, its filtered speed, and the time."""
+
+    value: np.ndarray
+    speed: np.ndarray
+    time: float
+
+
+def one_euro_step(x, state: FilterState | None, time: float, min_cutoff: float = MIN_CUTOFF_HZ,
+                  beta: float = BETA, d_cutoff: float = D_CUTOFF_HZ) -> FilterState:
+    """One filter step: the new state, whose ``value`` is the filtered ``x``.
+
+    Args:
+        x: the new raw sample (any shape, float).
+        state: the previous state, or ``None`` for the first sample (returned unfiltered).
+        time: the sample's timestamp in seconds; must be later than ``state.time``.
+        min_cutoff, beta, d_cutoff: the filter's parameters (see the module constants).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if state is None:
+        return FilterState(x.copy(), np.zeros_like(x), float(time))
+    if x.shape != state.value.shape:
+        raise ValueError(f"sample shape {x.shape} differs from the filter's shape {state.value.shape}")
+    dt = float(time) - state.time
+    if not dt > 0:
+        raise ValueError(f"timestamps must increase: got {time} after {state.time}")
+    speed = (x - state.value) / dt
+    speed_hat = state.speed + smoothing_factor(d_cutoff, dt) * (speed - state.speed)
+    cutoff = min_cutoff + beta * np.abs(speed_hat)
+    value = state.value + smoothing_factor(cutoff, dt) * (x - state.value)
+    return FilterState(value, speed_hat, float(time))
+
+
+class OneEuroFilter:
+    """Stateful wrapper: ``filter(x, time=None)`` returns the smoothed sample (float64 array).
+
+    Args:
+        min_cutoff: cutoff (Hz) when still; lower = smoother, more lag.
+        beta: cutoff increase per unit of speed; higher = less lag on fast moves.
+        d_cutoff: cutoff (Hz) for the speed estimate.
+        rate_hz: sample rate assumed when ``time`` is not given.
+    """
+
+    def __init__(self, min_cutoff: float = MIN_CUTOFF_HZ, beta: float = BETA, d_cutoff: float = D_CUTOFF_HZ,
+                 rate_hz: float = DEFAULT_RATE_HZ) -> None:
+        for name, value in (("min_cutoff", min_cutoff), ("d_cutoff", d_cutoff), ("rate_hz", rate_hz)):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        if not beta >= 0:
+            raise ValueError(f"beta must be zero or positive, got {beta!r}")
+        self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
+        self.rate_hz = float(rate_hz)
+        self.state: FilterState | None = None
+
+    def __call__(self, x, time: float | None = None) -> np.ndarray:
+        if time is None:
+            time = 0.0 if self.state is None else self.state.time + 1.0 / self.rate_hz
+        self.state = one_euro_step(x, self.state, time, self.min_cutoff, self.beta, self.d_cutoff)
+        return self.state.value.copy()
+
+    def reset(self) -> None:
+        """Forget the past (a new face, or a lost track): the next sample passes unfiltered."""
+        self.state = None
