@@ -251,14 +251,26 @@ def load_wflw_json(path: str | os.PathLike) -> list[Sample]:
         where = f"{path.name} annotation {ann.get('id', '?')}"
         if ann.get("image_id") not in names:
             raise ValueError(f"{where}: image_id {ann.get('image_id')!r} is not among the images")
-        keypoints = np.asarray(ann.get("keypoints", []), dtype=np.float64)
+        if "keypoints" not in ann:
+            raise ValueError(f"{where}: missing 'keypoints' (expected {3 * NUM_LANDMARKS} values: x, y, v per point)")
+        try:
+            keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: 'keypoints' must be a list of numbers") from None
         if keypoints.size != 3 * NUM_LANDMARKS or not np.all(np.isfinite(keypoints)):
             raise ValueError(f"{where}: expected {3 * NUM_LANDMARKS} finite keypoint values, "
                              f"got {keypoints.size}")
-        x, y, w, h = (float(v) for v in ann["bbox"])
+        landmarks = keypoints.reshape(NUM_LANDMARKS, 3)[:, :2].astype(np.float32)
+        # mmpose builds crops from center/scale and ignores bbox; without one, use the landmark extent
+        bbox = ann.get("bbox")
+        if bbox is not None and len(bbox) == 4:
+            x, y, w, h = (float(v) for v in bbox)
+        else:
+            x, y = landmarks.min(axis=0)
+            w, h = landmarks.max(axis=0) - (x, y)
         samples.append(Sample(
             image=names[ann["image_id"]],
-            landmarks=keypoints.reshape(NUM_LANDMARKS, 3)[:, :2].astype(np.float32),
+            landmarks=landmarks,
             box=np.array([x, y, x + w, y + h], dtype=np.float32),
             attributes=None,
             center=np.asarray(ann["center"], dtype=np.float32) if "center" in ann else None,
