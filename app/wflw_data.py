@@ -6,7 +6,6 @@ loaded ``Predictor`` on the evaluation crops; NME comes from ``training.metrics`
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 from model.image import read_image
 from model.layout import ATTRIBUTES, NUM_LANDMARKS
 from training import metrics
-from training.wflw import (Sample, WFLWTree, attribute_matrix, crop_box, find_wflw_root, load_wflw_txt,
+from training.wflw import (Sample, WFLWTree, attribute_matrix, crop_box, find_wflw_root, load_wflw_txt, read_json,
                            resolve_image, subset_flags)
 
 HOW_TO_GET_WFLW = (
@@ -103,12 +102,7 @@ class WFLWTestSet:
         a record's ground truth, when it has one, must agree with the loaded annotations.
         """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"predictions file not found: {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path.name}: not valid JSON ({exc})") from None
+        data = read_json(path, "predictions file")
         records = data
         if isinstance(data, dict):
             records = next((data[k] for k in ("faces", "predictions", "images", "records") if k in data), None)

@@ -230,6 +230,17 @@ def write_wflw_txt(path: str | os.PathLike, samples: list[Sample]) -> None:
 # ----------------------------------------------------------------------------- mmpose JSON
 
 
+def read_json(path: str | os.PathLike, what: str = "JSON file"):
+    """Parsed contents of a JSON file; ``FileNotFoundError`` / ``ValueError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path.name}: not valid JSON ({exc})") from None
+
+
 def load_wflw_json(path: str | os.PathLike) -> list[Sample]:
     """Read mmpose's COCO-style WFLW JSON (``face_landmarks_wflw_*.json``).
 
@@ -237,12 +248,7 @@ def load_wflw_json(path: str | os.PathLike) -> list[Sample]:
     ``center``/``scale`` kept as mmpose stores them and ``attributes=None``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"WFLW JSON file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path.name}: not valid JSON ({exc})") from None
+    data = read_json(path, "WFLW JSON file")
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise ValueError(f"{path.name}: expected a COCO-style object with 'images' and 'annotations'")
     names = {img["id"]: img["file_name"] for img in data["images"]}
