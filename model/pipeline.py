@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from model.backends import AUTO, TORCH, TorchBackend, build_backend, check_backend, resolve_backend
-from model.constants import COORD_SCALE, CROP_PADDING, INPUT_SIZE
+from model.constants import CROP_PADDING, INPUT_SIZE
 from model.detector import Detections, FaceDetector
 from model.geometry import apply_affine, box_to_crop, crop_matrix, invert_affine, warp_crop
 from model.image import check_image_array
@@ -53,14 +53,15 @@ def to_record(name: str, image_shape: tuple[int, ...], faces: list[Face], nme: l
     return {"image": name, "width": int(image_shape[1]), "height": int(image_shape[0]), "faces": record_faces}
 
 
-def flip_back(coords: np.ndarray) -> np.ndarray:
+def flip_back(coords: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     """Map (N, 98, 2) normalised predictions on mirrored crops back to the unmirrored crop.
 
-    A crop pixel x mirrors to 255 - x; divided by 256 that is x -> 1 - x - 1/256. The points are
-    then reordered so that index i again means point i (left and right swap under the mirror).
+    A crop pixel x mirrors to (size - 1) - x; divided by the crop size that is
+    x -> 1 - x - 1/size (1/256 for the published model). The points are then reordered so that index i again means point i (left
+    and right swap under the mirror).
     """
     out = coords[:, FLIP_INDICES].copy()
-    out[..., 0] = 1.0 - out[..., 0] - 1.0 / COORD_SCALE
+    out[..., 0] = 1.0 - out[..., 0] - 1.0 / size
     return out
 
 
@@ -76,11 +77,12 @@ def crop_faces(image_rgb: np.ndarray, boxes_xyxy: np.ndarray, size: int = INPUT_
     return crops, matrices
 
 
-def decode(coords: np.ndarray, matrices: np.ndarray) -> np.ndarray:
-    """(F, 98, 2) normalised crop coordinates -> image pixels, through each crop's inverse map."""
+def decode(coords: np.ndarray, matrices: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """(F, 98, 2) normalised crop coordinates (crop pixels / ``size``; ``COORD_SCALE`` for the
+    published model) -> image pixels, through each crop's inverse map."""
     out = np.empty(coords.shape, dtype=np.float32)
     for i, m in enumerate(matrices):
-        out[i] = apply_affine(coords[i] * COORD_SCALE, invert_affine(m))
+        out[i] = apply_affine(coords[i] * float(size), invert_affine(m))
     return out
 
 
@@ -105,6 +107,8 @@ class Predictor:
         flip_test: also run the mirrored crop and average (the published evaluation setting).
         detector: a ``FaceDetector``; ``None`` builds MTCNN on first use.
         max_faces: at most this many faces (highest detector scores) get landmarks in ``predict``.
+        input_size: crop side the weights were trained at (256 for the published model; smaller
+            for the project's test and synthetic checkpoints; ONNX backends need 256).
         backend: how the network runs (``model.backends``): "torch" (eager), "onnx" (ONNX Runtime
             fp32), "onnx-int8" (ONNX Runtime, static int8), or "auto": torch on GPU, the fastest CPU
             backend that keeps the accuracy bound on CPU. ONNX graphs are exported on first use
@@ -114,11 +118,19 @@ class Predictor:
     def __init__(self, weights: str | os.PathLike | LandmarkRegressor | None = None,
                  device: str | torch.device | None = None, flip_test: bool = True,
                  detector: FaceDetector | None = None, max_faces: int = MAX_FACES,
-                 backend: str = AUTO) -> None:
+                 backend: str = AUTO, input_size: int = INPUT_SIZE) -> None:
         if max_faces < 1:
             raise ValueError(f"max_faces must be at least 1, got {max_faces}")
+        if input_size < 16:
+            raise ValueError(f"input_size must be at least 16 pixels, got {input_size}")
         self.device = pick_device(device)
+        self.input_size = int(input_size)
+        if self.input_size != INPUT_SIZE and backend == AUTO:
+            backend = TORCH  # the ONNX graphs are exported for the published 256 x 256 input
         self.backend_name = resolve_backend(check_backend(backend), self.device)
+        if self.input_size != INPUT_SIZE and self.backend_name != TORCH:
+            raise ValueError(f"backend {self.backend_name!r} runs {INPUT_SIZE} x {INPUT_SIZE} crops only, "
+                             f"got input_size {self.input_size}; use backend 'torch'")
         if isinstance(weights, LandmarkRegressor):
             model = weights
         else:
@@ -156,7 +168,7 @@ class Predictor:
             return self.run_network(crops)
         out = self.run_network(np.concatenate([crops, crops[:, :, ::-1]]))
         n = len(crops)
-        return (out[:n] + flip_back(out[n:])) / 2.0
+        return (out[:n] + flip_back(out[n:], self.input_size)) / 2.0
 
     def predict_boxes(self, image_rgb: np.ndarray, boxes_xyxy) -> np.ndarray:
         """Landmarks for given boxes (e.g. ground-truth boxes in evaluation), all in one batch.
@@ -170,8 +182,8 @@ class Predictor:
         """
         image_rgb = check_image_array(image_rgb, "image_rgb")
         boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-        crops, matrices = crop_faces(image_rgb, boxes)
-        return decode(self.predict_crops(crops), matrices)
+        crops, matrices = crop_faces(image_rgb, boxes, self.input_size)
+        return decode(self.predict_crops(crops), matrices, self.input_size)
 
     def detect(self, image_rgb: np.ndarray) -> Detections:
         """All faces MTCNN finds, best first (no landmarks)."""

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from model.constants import COORD_SCALE, INPUT_SIZE
+from model.constants import INPUT_SIZE
 from model.image import read_image
 from model.network import load_regressor, read_checkpoint
-from model.pipeline import Predictor, crop_faces, decode
+from model.pipeline import Predictor
 from model.layout import ATTRIBUTES
 from training.metrics import ced_figure, format_table, nme, subset_table
 from model.geometry import match_boxes
@@ -32,23 +32,6 @@ from training.wflw import attribute_matrix, crop_box, find_wflw_root, load_wflw_
 
 BOX_CHOICES = ("landmarks", "rect", "detector")
 DETECTOR_MIN_IOU = 0.3  # a detection counts as the annotated face above this overlap
-
-
-def predict_image(predictor: Predictor, image: np.ndarray, boxes: np.ndarray, input_size: int) -> np.ndarray:
-    """(F, 98, 2) image-pixel landmarks for one image's boxes.
-
-    At the published input size this is exactly ``Predictor.predict_boxes``; checkpoints trained at
-    another size (tests, the synthetic proof) take the same steps with crops of their own size.
-    """
-    if input_size == INPUT_SIZE:
-        return predictor.predict_boxes(image, boxes)
-    crops, matrices = crop_faces(image, boxes, size=input_size)
-    coords = predictor.predict_crops(crops)
-    if predictor.flip_test:
-        # predict_crops mirrors back with the 256-pixel offset (x -> 1 - x - 1/256); at another
-        # size the offset is 1/size, and the flipped half of the average carries the difference.
-        coords[..., 0] -= (1.0 / input_size - 1.0 / COORD_SCALE) / 2.0
-    return decode(coords * (input_size / COORD_SCALE), matrices)
 
 
 def _checkpoint_input_size(path: Path) -> int:
@@ -68,7 +51,8 @@ def run(wflw_root, weights, out, box: str = "landmarks", flip_test: bool = True,
     weights = Path(weights)
     input_size = _checkpoint_input_size(weights)
     # eager torch fp32: exact at any input size (ONNX graphs are fixed at 256, int8 moves NME)
-    predictor = Predictor(weights=load_regressor(weights), device=device, flip_test=flip_test, backend="torch")
+    predictor = Predictor(weights=load_regressor(weights), device=device, flip_test=flip_test, backend="torch",
+                          input_size=input_size)
 
     by_image: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
@@ -86,7 +70,7 @@ def run(wflw_root, weights, out, box: str = "landmarks", flip_test: bool = True,
             missed += sum(j is None for j in pairs)
         else:
             boxes = [crop_box(samples[i], box) for i in indices]
-        pred[indices] = predict_image(predictor, image, np.asarray(boxes, dtype=np.float64), input_size)
+        pred[indices] = predictor.predict_boxes(image, np.asarray(boxes, dtype=np.float64))
 
     gt = np.stack([s.landmarks for s in samples])
     per_image = nme(pred, gt)

@@ -106,3 +106,21 @@ def test_device_and_argument_checks(random_regressor):
             pick_device("cuda")
     with pytest.raises(ValueError, match="max_faces must be at least 1, got 0"):
         Predictor(random_regressor, device="cpu", max_faces=0)
+
+
+def test_other_input_sizes_map_back_exactly(shape01, detector):
+    """A checkpoint trained at 64 px (tests, the synthetic proof): crops, flip offset (1/64) and
+    decoding all follow the predictor's input size."""
+    size = 64
+    image = np.zeros((300, 400, 3), np.uint8)
+    box = np.array([[50, 60, 150, 200]])
+    predictor = Predictor(constant_regressor(shape01), device="cpu", flip_test=True, detector=detector,
+                          input_size=size)
+    assert predictor.backend_name == "torch"  # auto picks eager: the ONNX graphs are 256 x 256
+    expected01 = (shape01 + flip_back(shape01[None], size)[0]) / 2
+    center, side = box_to_crop(box[0])
+    m = crop_matrix(center, side, output_size=size)
+    np.testing.assert_allclose(predictor.predict_boxes(image, box)[0],
+                               apply_affine(expected01 * size, invert_affine(m)), atol=1e-3)
+    with pytest.raises(ValueError, match="backend 'onnx' runs 256 x 256 crops only, got input_size 64"):
+        Predictor(constant_regressor(shape01), device="cpu", backend="onnx", input_size=size)
