@@ -11,14 +11,12 @@ referenced image exists, and prints what is missing (exit status 1 when anything
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tarfile
-import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
 
+from model.weights import download
 from training.wflw import ANNOTATIONS_DIR, IMAGES_DIR, RAW_LISTS_DIR, SPLITS, WFLWTree, load_wflw_txt, resolve_image
 
 ANNOTATIONS_URL = "https://wywu.github.io/projects/LAB/support/WFLW_annotations.tar.gz"
@@ -36,24 +34,6 @@ def manual_images_step(out: Path) -> str:
         f"    gdown {IMAGES_GDRIVE_ID} -O WFLW_images.tar.gz\n"
         f"then run: python -m training.prepare --images WFLW_images.tar.gz --annotations ... --out {out}"
     )
-
-
-def download(url: str, dest: Path, timeout: float = 60.0) -> Path:
-    """Fetch ``url`` to ``dest`` with a progress bar; a partial file never has the final name."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
-                while chunk := response.read(1 << 20):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-        os.replace(part, dest)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    return dest
 
 
 def _place(source: Path, out: Path, name: str, marker: str | None = None) -> Path:
@@ -133,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     annotations = args.annotations
     if annotations is None and args.download_annotations:
-        annotations = download(args.annotations_url, out / "WFLW_annotations.tar.gz")
+        annotations = download(args.annotations_url, out / "WFLW_annotations.tar.gz", timeout=60.0)
     if annotations is not None:
         _place(annotations, out, ANNOTATIONS_DIR, RAW_LISTS_DIR)
     if args.images is not None:

@@ -57,5 +57,6 @@ def test_download_from_local_server(tmp_path):
         with pytest.raises(Exception):
             download(f"{url}/missing.tar.gz", tmp_path / "out" / "b.tar.gz")
         assert not (tmp_path / "out" / "b.tar.gz").exists() and not (tmp_path / "out" / "b.tar.gz.part").exists()
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.tar.gz"]  # no partial files at all
     finally:
         server.shutdown()
