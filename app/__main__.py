@@ -70,17 +70,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_model(args: argparse.Namespace):
-    """(predictor or None, banner or None): the 98-point model, or why it is missing."""
-    from model.network import CheckpointError
+    """(predictor or None, banner or None): the 98-point model, or why it is missing.
+
+    A project checkpoint's ``config.input_size`` sets the crop size (``Predictor`` reads it).
+    """
     from model.pipeline import Predictor
     from model.weights import WeightsUnavailableError
 
     try:
         return Predictor(weights=args.weights, device=None if args.device == "auto" else args.device,
                          flip_test=not args.no_flip, max_faces=args.max_faces, backend=args.backend), None
-    except WeightsUnavailableError as exc:
+    except WeightsUnavailableError as exc:  # offline with nothing cached, or a cached file with the wrong sha256
         reason = str(exc)
-    except (CheckpointError, FileNotFoundError, ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # CheckpointError is a ValueError, a missing file an OSError
         reason = f"--weights {args.weights}: {exc}"
     log.warning("98-point model not loaded: %s", reason)
     banner = ("### ⚠ The 98-point landmark model is not loaded\n"
@@ -89,7 +91,7 @@ def load_model(args: argparse.Namespace):
     return None, banner
 
 
-def load_wflw(args: argparse.Namespace, predictor):
+def load_wflw(args: argparse.Namespace):
     """(test set or None, message): the browser and review tabs' data."""
     from app.wflw_data import HOW_TO_GET_WFLW, WFLWTestSet
 
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.ui import ASSETS, build_demo
 
     predictor, banner = load_model(args)
-    testset, wflw_message = load_wflw(args, predictor)
+    testset, wflw_message = load_wflw(args)
     store = ReviewStore(args.review_db) if testset is not None else None
     demo = build_demo(predictor, banner=banner, testset=testset, wflw_message=wflw_message, store=store)
     # Served files: the assets, the dataset images (for nothing but the tabs' own views) and the

@@ -1,58 +1,52 @@
 """Webcam tab callbacks: landmarks on streamed camera frames, timing readout, optional smoothing.
 
-Per browser session a small state dict keeps the ``model.tracking.FaceTracker`` (crops from the
-previous frame's landmarks, re-detection every few frames or when the face is lost), the point
-smoother and the recent frame times.
+Per browser session a small state dict keeps the ``model.tracking.FaceTracker`` (detector every
+few frames, network on keyframes, optical flow in between), the ``model.smoothing.FaceSmoother``
+(which returns new faces: the tracker never sees smoothed points) and the recent frame times.
+The network runs without flip test (one forward per keyframe) through the app's inference engine,
+under a latest-wins slot per session: a frame that a newer one of the same session replaced while
+it waited is skipped, not shown late.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 
+import gradio as gr
 import numpy as np
 
 from app.context import AppContext
 from model.draw import draw_box, draw_faces, draw_five_points
+from model.engine import EnginePredictor, FrameDropped
 from model.image import check_image_array
+from model.smoothing import FaceSmoother
+from model.tracking import FaceTracker
 
-try:  # written by the speed engineer; until it exists every frame runs the full pipeline
-    from model.tracking import FaceTracker
-except ImportError:  # pragma: no cover - depends on the work in progress
-    FaceTracker = None
-
-try:
-    from model.smoothing import OneEuroFilter
-except ImportError:  # pragma: no cover
-    OneEuroFilter = None
-
-# Re-run the detector at least this often (frames), as well as whenever the face is lost.
-REDETECT_EVERY = 10
 # Frames per second are averaged over this many recent frames.
 FPS_WINDOW = 20
 
-SMOOTHING_AVAILABLE = OneEuroFilter is not None
+_session_ids = itertools.count()
 
 
 def new_session() -> dict:
-    """Fresh per-session state (tracker and smoother are created on the first frame)."""
-    return {"tracker": None, "smoother": None, "stamps": deque(maxlen=FPS_WINDOW)}
+    """Fresh per-session state (the tracker is created on the first frame)."""
+    return {"tracker": None, "smoother": FaceSmoother(), "stamps": deque(maxlen=FPS_WINDOW),
+            "slot": f"webcam-{next(_session_ids)}"}
 
 
-def _tracker(ctx: AppContext, state: dict):
-    if state["tracker"] is None and FaceTracker is not None:
-        state["tracker"] = FaceTracker(ctx.predictor, redetect_every=REDETECT_EVERY)
+def _tracker(ctx: AppContext, state: dict) -> FaceTracker:
+    if state["tracker"] is None:
+        state["tracker"] = FaceTracker(ctx.live_predictor)
     return state["tracker"]
 
 
-def _smooth(state: dict, faces, now: float):
-    """One-Euro filter on the points of the first face (reset when no face is seen)."""
-    if not faces:
-        state["smoother"] = None
-        return faces
-    if state["smoother"] is None:
-        state["smoother"] = OneEuroFilter()
-    faces[0].landmarks = np.asarray(state["smoother"](faces[0].landmarks, now), dtype=np.float32)
-    return faces
+def _draw_detections(frame: np.ndarray, ctx: AppContext) -> tuple[np.ndarray, int]:
+    det = ctx.detector.detect(frame)
+    out = frame
+    for box, score in zip(det.boxes, det.scores):
+        out = draw_box(out, box, float(score))
+    return draw_five_points(out, det.points), len(det)
 
 
 def process_frame(ctx: AppContext, frame: np.ndarray | None, smoothing: bool, state: dict | None):
@@ -60,32 +54,41 @@ def process_frame(ctx: AppContext, frame: np.ndarray | None, smoothing: bool, st
     state = state or new_session()
     if frame is None:
         return None, "Waiting for the camera…", state
-    frame = check_image_array(np.asarray(frame), "frame")
+    try:
+        frame = check_image_array(np.asarray(frame), "camera frame")
+    except (TypeError, ValueError) as exc:
+        raise gr.Error(str(exc)) from exc
+    if ctx.predictor is not None:
+        ctx.predictor.engine.yield_to_foreground()  # an upload or API call is running: let it go first
     start = time.perf_counter()
     if ctx.predictor is None:
-        det = ctx.detector.detect(frame)
-        out = frame
-        for box, score in zip(det.boxes, det.scores):
-            out = draw_box(out, box, float(score))
-        out = draw_five_points(out, det.points)
-        count, mode = len(det), "detector only (no 98-point model)"
+        out, count = _draw_detections(frame, ctx)
+        mode = "detector only (no 98-point model)"
     else:
         tracker = _tracker(ctx, state)
-        faces = tracker.update(frame) if tracker is not None else ctx.predictor.predict(frame)
-        if smoothing and SMOOTHING_AVAILABLE:
-            faces = _smooth(state, faces, time.monotonic())
+        try:
+            with EnginePredictor.slot(state["slot"]):
+                faces = tracker.update(frame)
+        except FrameDropped:
+            return gr.skip(), gr.skip(), state  # a newer frame of this stream is on its way
+        if smoothing:
+            faces = state["smoother"](faces, time.monotonic())
+        else:
+            state["smoother"].reset()
         out = draw_faces(frame, faces)
-        count, mode = len(faces), "tracking" if tracker is not None else "detect every frame"
+        count = len(faces)
+        mode = (f"tracking: detector every {tracker.redetect_every} frames, network every "
+                f"{tracker.keyframe_every}, optical flow between")
     elapsed_ms = 1000.0 * (time.perf_counter() - start)
     stamps = state["stamps"]
     stamps.append(time.monotonic())
     fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
     h, w = frame.shape[:2]
     readout = (f"**{elapsed_ms:.0f} ms** per frame · **{fps:.1f}** frames/s · {count} face(s) · "
-               f"{w}x{h} · {mode}" + (" · smoothed" if smoothing and SMOOTHING_AVAILABLE else ""))
+               f"{w}x{h} · {mode}" + (" · smoothed" if smoothing else ""))
     return out, readout, state
 
 
 def reset_session(state: dict | None) -> dict:
-    """Forget the tracked face and the smoother (the stream stopped or restarted)."""
+    """Forget the tracked faces and the smoother (the stream stopped or restarted)."""
     return new_session()

@@ -6,9 +6,10 @@ uint8 NHWC crops as they come from ``cv2.warpAffine`` and do the transpose, cast
 normalisation inside the graph (no float copy in numpy). The int8 graph is quantised statically
 (per-channel weights, activation ranges calibrated on face crops) and keeps the final Linear in
 fp32. Which backend wins, and by how much, is measured by ``python -m bench``
-(docs/notes/performance.md); ``DEFAULT_CPU_BACKEND`` records the outcome: ONNX Runtime fp32. The
-int8 graph runs the network about twice as fast but its landmarks moved by several pixels from
-the fp32 model's on the benchmark checkpoint, far outside the 0.5 px bound, so it is opt-in.
+(its figures are in the README's performance section); ``DEFAULT_CPU_BACKEND`` records the
+outcome: ONNX Runtime fp32. The int8 graph runs the network about twice as fast but its landmarks
+moved by several pixels from the fp32 model's on the benchmark checkpoint, far outside the
+``ACCURACY_BOUND_PX`` bound, so it is opt-in.
 
 Exported graphs are cached on disk by the sha256 of the weights (``cache_dir``, default
 ``$LANDMARK_STUDIO_CACHE`` or ``~/.cache/landmark-studio``), so an app restart does not re-export.
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from model.constants import INPUT_SIZE
+from model.io import atomic_write
 from model.layout import NUM_LANDMARKS
 from model.network import LandmarkRegressor, normalize
 
@@ -37,12 +39,18 @@ log = logging.getLogger(__name__)
 TORCH, ONNX, ONNX_INT8, AUTO = "torch", "onnx", "onnx-int8", "auto"
 BACKENDS = (TORCH, ONNX, ONNX_INT8)
 
+# Arithmetic of the torch backend: fp32 on every device by default (as mmpose evaluates); bf16
+# autocast only when asked (faster on recent GPUs; it moves points by about 0.1 px, see the README).
+FP32, BF16 = "fp32", "bf16"
+PRECISIONS = (FP32, BF16)
+
 # The fastest CPU backend whose landmarks stay within ACCURACY_BOUND_PX of eager fp32 on average
-# (measured by `python -m bench`, see docs/notes/performance.md; int8 is faster but misses the
-# bound). GPUs always use torch (bf16).
+# (measured by `python -m bench`; int8 is faster but misses the bound). GPUs always use torch.
 DEFAULT_CPU_BACKEND = ONNX
 
-# Issue 5's bound: mean point distance to the eager fp32 model, in 256-crop pixels.
+# The accuracy bound a faster backend must keep to be picked by "auto": the mean distance of its
+# landmarks to the eager fp32 model's, in pixels of the 256 x 256 crop (``python -m bench`` and
+# tests/test_model/test_backends.py check it).
 ACCURACY_BOUND_PX = 0.5
 
 # ONNX opset: 17 is supported by every onnxruntime since 1.14 and by torch's legacy exporter.
@@ -75,16 +83,27 @@ def check_backend(name: str) -> str:
     return name
 
 
-def resolve_backend(name: str, device: torch.device) -> str:
-    """"auto" -> torch on CUDA (bf16, channels-last), ``DEFAULT_CPU_BACKEND`` on CPU.
+def check_precision(precision: str) -> str:
+    """Return ``precision`` if it is one of ``PRECISIONS``, else raise ``ValueError`` naming it."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    return precision
 
-    ONNX Runtime here is the CPU build, so asking for an ONNX backend on a GPU device is an error.
+
+def resolve_backend(name: str, device: torch.device, precision: str = FP32) -> str:
+    """"auto" -> torch on CUDA (channels-last) or when bf16 is asked for, else ``DEFAULT_CPU_BACKEND``.
+
+    ONNX Runtime here is the CPU build and runs the fp32 (or int8) graph, so asking for an ONNX
+    backend on a GPU device, or with ``precision="bf16"``, is an error.
     """
     check_backend(name)
+    check_precision(precision)
     if name == AUTO:
-        return TORCH if device.type == "cuda" else DEFAULT_CPU_BACKEND
+        return TORCH if device.type == "cuda" or precision == BF16 else DEFAULT_CPU_BACKEND
     if name != TORCH and device.type != "cpu":
         raise ValueError(f"backend {name!r} runs on CPU only; got device {str(device)!r} (use backend 'torch')")
+    if name != TORCH and precision != FP32:
+        raise ValueError(f"backend {name!r} has no {precision} mode; got precision {precision!r} (use backend 'torch')")
     return name
 
 
@@ -98,16 +117,19 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 
 class TorchBackend:
-    """Eager PyTorch. On CUDA: bf16 autocast and channels-last; on CPU: fp32, NCHW unless asked.
+    """Eager PyTorch, fp32 unless asked; channels-last on CUDA (and on CPU when asked).
 
     Args:
         model: the regressor (moved to ``device`` and set to eval here).
         device: where it runs.
         channels_last: use the channels-last memory format on CPU as well.
+        precision: "fp32", or "bf16" for autocast to bfloat16 on the device (CUDA or CPU).
     """
 
-    def __init__(self, model: nn.Module, device: torch.device, channels_last: bool = False) -> None:
+    def __init__(self, model: nn.Module, device: torch.device, channels_last: bool = False,
+                 precision: str = FP32) -> None:
         self.device = torch.device(device)
+        self.precision = check_precision(precision)
         self.channels_last = channels_last or self.device.type == "cuda"
         self.model = model.eval().to(self.device)
         if self.channels_last:
@@ -118,10 +140,7 @@ class TorchBackend:
         x = normalize(torch.from_numpy(np.ascontiguousarray(crops)).to(self.device, non_blocking=True))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = self.model(x)
-        else:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == BF16):
             out = self.model(x)
         return out.float().cpu().numpy()
 
@@ -235,18 +254,6 @@ def weights_digest(model: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def _atomic(build, path: Path) -> Path:
-    """Run ``build(tmp_path)`` and rename the result to ``path``: no half-written cache entries."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        build(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def _prune_cache(cache: Path, keep: Path) -> None:
     """Delete all but the ``MAX_CACHED_GRAPHS`` most recently used graphs (never ``keep``)."""
     def last_used(path: Path) -> float:
@@ -276,7 +283,7 @@ def onnx_model_path(model: nn.Module, int8: bool, cache_dir: str | os.PathLike |
     fp32 = cache / f"regressor-{key}-fp32.onnx"
     if not fp32.is_file():
         log.info("exporting the regressor to ONNX: %s", fp32)
-        _atomic(lambda tmp: export_onnx(model, tmp), fp32)
+        atomic_write(fp32, lambda tmp: export_onnx(model, tmp))
         _prune_cache(cache, keep=fp32)
     if not int8:
         fp32.touch()  # most recently used
@@ -286,7 +293,7 @@ def onnx_model_path(model: nn.Module, int8: bool, cache_dir: str | os.PathLike |
     quant = cache / f"regressor-{key}-int8-{calib_key}.onnx"
     if not quant.is_file():
         log.info("quantising the regressor to int8 on %d calibration crops: %s", len(crops), quant)
-        _atomic(lambda tmp: quantize_onnx(fp32, tmp, crops), quant)
+        atomic_write(quant, lambda tmp: quantize_onnx(fp32, tmp, crops))
     quant.touch()
     _prune_cache(cache, keep=quant)
     return quant
@@ -323,10 +330,11 @@ class OnnxBackend:
 
 
 def build_backend(name: str, model: LandmarkRegressor, device: torch.device,
-                  cache_dir: str | os.PathLike | None = None, calibration: np.ndarray | None = None):
+                  cache_dir: str | os.PathLike | None = None, calibration: np.ndarray | None = None,
+                  precision: str = FP32):
     """The callable for backend ``name`` ("auto" resolved for ``device``); see the module docstring."""
-    name = resolve_backend(name, device)
+    name = resolve_backend(name, device, precision)
     if name == TORCH:
-        return TorchBackend(model, device)
+        return TorchBackend(model, device, precision=precision)
     return OnnxBackend(onnx_model_path(model, int8=name == ONNX_INT8, cache_dir=cache_dir,
                                        calibration=calibration))

@@ -9,6 +9,13 @@ import torch
 from model.geometry import box_to_crop, crop_matrix, warp_crop
 from model.image import check_image_array
 
+# MTCNN's own defaults (facenet-pytorch): the smallest face side searched for, in pixels, and the
+# P-, R- and O-net score thresholds; the last is the final face score a detection must reach.
+DEFAULT_MIN_FACE_SIZE = 20
+DEFAULT_THRESHOLDS = (0.6, 0.7, 0.7)
+# P-net's window: MTCNN cannot search for faces smaller than this many pixels.
+MIN_WINDOW = 12
+
 # MTCNN's last stage (O-net) sees 48 x 48 crops scaled as (pixel - 127.5) / 128.
 ONET_SIZE = 48
 ONET_CENTER, ONET_SCALE = 127.5, 1.0 / 128.0
@@ -43,12 +50,13 @@ class FaceDetector:
         thresholds: MTCNN's P/R/O-net score thresholds.
     """
 
-    def __init__(self, device: str | torch.device = "cpu", min_face_size: int = 20,
-                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)) -> None:
+    def __init__(self, device: str | torch.device = "cpu", min_face_size: int = DEFAULT_MIN_FACE_SIZE,
+                 thresholds: tuple[float, float, float] = DEFAULT_THRESHOLDS) -> None:
         from facenet_pytorch import MTCNN
 
-        if min_face_size < 12:
-            raise ValueError(f"min_face_size must be at least 12 pixels (MTCNN's smallest window), got {min_face_size}")
+        if min_face_size < MIN_WINDOW:
+            raise ValueError(f"min_face_size must be at least {MIN_WINDOW} pixels (MTCNN's smallest window), "
+                             f"got {min_face_size}")
         if len(thresholds) != 3 or not all(0.0 < t < 1.0 for t in thresholds):
             raise ValueError(f"thresholds must be three numbers in (0, 1), got {thresholds}")
         self.min_face_size = int(min_face_size)

@@ -67,33 +67,76 @@ def draw_ground_truth(image: np.ndarray, ground_truth, prediction=None) -> np.nd
     return out
 
 
+# Box line width and label size grow with the box: one pixel of line per this many pixels of box side.
+BOX_PX_PER_LINE = 150.0
+# A box belongs to a row of faces when this share of its height overlaps the row (reading_order).
+ROW_OVERLAP = 0.5
+# Score decimals on the image and in tables: 3 tells 0.994 from 1.000 (2 decimals showed "1").
+SCORE_DECIMALS = 3
+
+
+def reading_order(boxes) -> list[int]:
+    """Indices of (F, 4) xyxy boxes in reading order: rows top to bottom, left to right in a row.
+
+    Boxes are taken by their vertical centre; a box joins the current row when at least half of
+    its height lies within the row's vertical extent so far (the faces of one row in a group photo
+    sit at slightly different heights and sizes), else it starts the next row.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    rows: list[tuple[list[int], float, float]] = []  # (members, top, bottom)
+    for i in np.argsort((boxes[:, 1] + boxes[:, 3]) / 2, kind="stable"):
+        top, bottom = boxes[i, 1], boxes[i, 3]
+        if rows:
+            members, row_top, row_bottom = rows[-1]
+            if min(bottom, row_bottom) - max(top, row_top) >= ROW_OVERLAP * (bottom - top):
+                rows[-1] = (members + [int(i)], min(top, row_top), max(bottom, row_bottom))
+                continue
+        rows.append(([int(i)], top, bottom))
+    return [i for members, _, _ in rows for i in sorted(members, key=lambda k: boxes[k, 0])]
+
+
+def box_label(number: int | None, score: float | None) -> str | None:
+    """``"#2 0.994"``: the face's number and its detector score (either may be left out)."""
+    parts = ([] if number is None else [f"#{number}"]) + ([] if score is None else [f"{score:.{SCORE_DECIMALS}f}"])
+    return " ".join(parts) or None
+
+
 def draw_box(image: np.ndarray, box, score: float | None = None, text: str | None = None) -> np.ndarray:
     """A face box with its score (or any text) above it."""
     out = np.array(image, dtype=np.uint8, copy=True)
     x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-    thickness = max(1, int(round(max(x2 - x1, y2 - y1) / 150.0)))
+    thickness = max(1, int(round(max(x2 - x1, y2 - y1) / BOX_PX_PER_LINE)))
     cv2.rectangle(out, (x1, y1), (x2, y2), BOX_COLOR, thickness, cv2.LINE_AA)
-    label = text if text is not None else (f"{score:.2f}" if score is not None else None)
+    label = text if text is not None else box_label(None, score)
     if label:
-        scale = max(0.4, thickness * 0.4)
+        scale = max(0.5, thickness * 0.5)  # OpenCV font scale: about 11 px tall at 0.5, legible on group photos
         cv2.putText(out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, BOX_COLOR,
                     thickness, cv2.LINE_AA)
     return out
 
 
 def draw_faces(image: np.ndarray, faces: Sequence, labels: bool = False, ground_truth: Sequence | None = None,
-               show_boxes: bool = True) -> np.ndarray:
+               show_boxes: bool = True, numbers: Sequence[int] | None = None) -> np.ndarray:
     """Boxes, scores and landmarks of every ``Face``; ``ground_truth`` is one (98, 2) array (or
-    ``None``) per face, drawn in the ground-truth style with error lines."""
+    ``None``) per face, drawn in the ground-truth style with error lines; ``numbers`` (one per
+    face) are written on the boxes before the scores."""
     out = np.array(image, dtype=np.uint8, copy=True)
     for i, face in enumerate(faces):
         if show_boxes:
-            out = draw_box(out, face.box, face.score)
+            out = draw_box(out, face.box, text=box_label(None if numbers is None else numbers[i], face.score))
         gt = ground_truth[i] if ground_truth is not None and i < len(ground_truth) else None
         if gt is not None:
             out = draw_ground_truth(out, gt, face.landmarks)
         out = draw_landmarks(out, face.landmarks, labels=labels)
     return out
+
+
+def draw_detections(image: np.ndarray, detections, numbers: Sequence[int] | None = None) -> np.ndarray:
+    """Detector-only view (no 98-point model): each box with its number and score, and MTCNN's five points."""
+    out = np.array(image, dtype=np.uint8, copy=True)
+    for i, (box, score) in enumerate(zip(detections.boxes, detections.scores)):
+        out = draw_box(out, box, text=box_label(None if numbers is None else numbers[i], float(score)))
+    return draw_five_points(out, detections.points)
 
 
 def draw_five_points(image: np.ndarray, points) -> np.ndarray:

@@ -104,7 +104,12 @@ def box_iou(box, boxes) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def match_boxes(boxes, targets, min_iou: float = 0.3) -> list[int | None]:
+# Two boxes of one face overlap at least this much (IoU): MTCNN's box against a landmark extent or an
+# annotated rectangle differs in shape and margin, so the bar sits well below the usual 0.5.
+MATCH_MIN_IOU = 0.3
+
+
+def match_boxes(boxes, targets, min_iou: float = MATCH_MIN_IOU) -> list[int | None]:
     """Pair each of (F, 4) ``boxes`` with the index of a (T, 4) ``targets`` box, greedily by IoU
     (highest first), each target used once; ``None`` where no free target overlaps by ``min_iou``."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

@@ -1,20 +1,29 @@
 """The DeepPose-style regressor: torchvision ResNet-50 trunk, global pooling, one Linear to 98 x 2.
 
 ``LandmarkRegressor`` maps a normalised image batch to landmark positions and knows nothing of
-boxes, flips or losses. ``load_regressor`` is the one place that reads weights from disk.
+boxes, flips or losses. ``read_checkpoint`` is the one place that reads weights from disk (with
+``weights_only=True``); ``load_checkpoint`` / ``load_regressor`` build the model from it.
 """
 from __future__ import annotations
 
 import os
+import re
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.models import resnet50
 
-from model.constants import PIXEL_MEAN, PIXEL_STD
+from model.constants import MIN_INPUT_SIZE, PIXEL_MEAN, PIXEL_STD
 from model.layout import NUM_LANDMARKS
+
+try:  # numpy >= 2 (and the 1.26 forward alias)
+    from numpy._core.multiarray import scalar as _numpy_scalar
+except ImportError:  # pragma: no cover - older numpy
+    from numpy.core.multiarray import scalar as _numpy_scalar
 
 FEATURE_DIM = 2048  # ResNet-50's final channel count
 
@@ -28,7 +37,8 @@ class LandmarkRegressor(nn.Module):
 
     Input: (N, 3, H, W) float, RGB normalised with ``PIXEL_MEAN`` / ``PIXEL_STD`` (see
     ``normalize``); any H, W (the pooling is global), 256 x 256 for the published model.
-    Output: (N, 98, 2) landmark positions in crop pixels divided by 256, no activation.
+    Output: (N, 98, 2) landmark positions in crop pixels divided by the crop side (256 for the
+    published model; ``model.codec`` decodes them), no activation.
     """
 
     def __init__(self) -> None:
@@ -143,26 +153,95 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
         raise CheckpointError(f"{source}: not a LandmarkRegressor checkpoint; " + "; ".join(problems))
 
 
+# The published file keeps mmcv 1.x's runner ``meta``, whose ``hook_msgs.best_score`` is a
+# ``numpy.float64``. Unpickling one needs numpy's scalar constructor (named numpy.core.multiarray in
+# files written under numpy 1.x, numpy._core.multiarray under numpy 2), ``numpy.dtype`` and the
+# dtype's class (numpy.dtypes.Float64DType, rebuilt through BUILD). These are allowed for the
+# numeric dtypes below and nothing else: an object dtype, or any other global, stays refused.
+_NUMPY_SCALAR_TYPES = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+                       np.uint64, np.float16, np.float32, np.float64)
+NUMPY_SAFE_GLOBALS = (
+    (_numpy_scalar, "numpy.core.multiarray.scalar"),
+    (_numpy_scalar, "numpy._core.multiarray.scalar"),
+    np.dtype,
+    *(type(np.dtype(t)) for t in _NUMPY_SCALAR_TYPES),
+)
+# torch's allow-list is one process-wide set that ``safe_globals`` adds to and removes from on exit;
+# loads in several threads (the app) take turns, so that one load's exit cannot empty another's list.
+_SAFE_LOAD_LOCK = threading.Lock()
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
+_ALLOWED_NAMES = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in NUMPY_SAFE_GLOBALS}
+
+
+def _refused_globals(exc: Exception, path: Path) -> list[str]:
+    """Names of the globals the weights-only unpickler refused (from its message, else the file)."""
+    names = [a or b for a, b in _REFUSED_GLOBAL.findall(str(exc))]
+    if not names:
+        try:  # a static read of the pickle's GLOBAL opcodes: nothing is executed
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:  # not a readable checkpoint at all (truncated zip, ...)
+            names = []
+    return sorted(set(names) - _ALLOWED_NAMES)
+
+
 def read_checkpoint(path: str | os.PathLike, map_location="cpu"):
-    """``torch.load`` with ``weights_only=True``; unreadable or unsafe files raise ``CheckpointError``."""
+    """``torch.load`` with ``weights_only=True``; unreadable or unsafe files raise ``CheckpointError``.
+
+    Beyond torch's own allow-list only numpy's scalar and dtype reconstruction
+    (``NUMPY_SAFE_GLOBALS``) may run; the error for any other global names it and the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with _SAFE_LOAD_LOCK:
+            present = set(torch.serialization.get_safe_globals())  # others' entries stay after the load
+            with torch.serialization.safe_globals([g for g in NUMPY_SAFE_GLOBALS if g not in present]):
+                return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, pickle payloads refused by the safe unpickler, ...
+        refused = _refused_globals(exc, path)
+        if refused:
+            raise CheckpointError(
+                f"{path}: cannot be read as a weights-only PyTorch checkpoint: it needs "
+                f"{', '.join(refused)}, which weights-only loading refuses (only tensors, plain containers "
+                f"and numpy numbers are allowed; loading such a file without that check could run code)"
+            ) from exc
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: cannot be read as a weights-only PyTorch checkpoint ({reason})") from exc
 
 
-def load_regressor(path_or_url: str | os.PathLike, map_location="cpu") -> LandmarkRegressor:
-    """Build a ``LandmarkRegressor`` and load weights from a file or URL; returned in eval mode.
+def _config_of(obj, source: str) -> dict:
+    """A project checkpoint's ``config`` dict; ``{}`` for files without one (mmpose, plain state dicts)."""
+    config = obj.get("config") if isinstance(obj, Mapping) else None
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise CheckpointError(f"{source}: 'config' must be a dict, got {type(config).__name__}")
+    config = dict(config)
+    size = config.get("input_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_INPUT_SIZE):
+        raise CheckpointError(f"{source}: config.input_size must be a whole number of at least "
+                              f"{MIN_INPUT_SIZE} pixels, got {size!r}")
+    return config
 
-    Accepts the official mmpose 0.x file (``meta`` + ``state_dict`` with ``backbone.*`` and
-    ``keypoint_head.fc.*``), mmpose 1.x (``head.fc.*``, ``data_preprocessor.*`` ignored), a
-    ``module.`` prefix from DDP and this project's training checkpoints (``model`` entry).
-    Nothing is loaded unless every key and shape matches.
+
+def read_config(path: str | os.PathLike) -> dict:
+    """The training ``config`` stored in a project checkpoint (``{}`` for mmpose and plain files).
+
+    Reads the file with the same weights-only rules as ``load_regressor``; a present
+    ``input_size`` is checked to be an int of at least ``MIN_INPUT_SIZE``.
     """
+    return _config_of(read_checkpoint(path), str(path))
+
+
+def checkpoint_input_size(path: str | os.PathLike) -> int | None:
+    """The crop side a project checkpoint was trained at (``config.input_size``), else ``None``."""
+    return read_config(path).get("input_size")
+
+
+def load_checkpoint(path_or_url: str | os.PathLike, map_location="cpu") -> tuple[LandmarkRegressor, dict]:
+    """The regressor (eval mode) and the checkpoint's training ``config`` (``{}`` when it has none),
+    from one read of the file; see ``load_regressor`` for the layouts accepted."""
     source = str(path_or_url)
     if source.startswith(("http://", "https://")):
         from model.weights import download
@@ -170,8 +249,21 @@ def load_regressor(path_or_url: str | os.PathLike, map_location="cpu") -> Landma
         path = download(source)
     else:
         path = Path(path_or_url)
-    state = _normalise_keys(_extract_state_dict(read_checkpoint(path, map_location), str(path)))
+    obj = read_checkpoint(path, map_location)
+    config = _config_of(obj, str(path))
+    state = _normalise_keys(_extract_state_dict(obj, str(path)))
     model = LandmarkRegressor()
     check_state_dict(model, state, str(path))
     model.load_state_dict(state, strict=False)  # strict checks done above; BN counters optional
-    return model.eval()
+    return model.eval(), config
+
+
+def load_regressor(path_or_url: str | os.PathLike, map_location="cpu") -> LandmarkRegressor:
+    """Build a ``LandmarkRegressor`` and load weights from a file or URL; returned in eval mode.
+
+    Accepts the official mmpose 0.x file (mmcv's runner ``meta``, numpy scalars included, +
+    ``state_dict`` with ``backbone.*`` and ``keypoint_head.fc.*``), mmpose 1.x (``head.fc.*``,
+    ``data_preprocessor.*`` ignored), a ``module.`` prefix from DDP and this project's training
+    checkpoints (``model`` entry). Nothing is loaded unless every key and shape matches.
+    """
+    return load_checkpoint(path_or_url, map_location)[0]

@@ -5,12 +5,16 @@ the frame-to-frame jitter of a still face) are smoothed strongly, fast movements
 little lag. The filter works element-wise on arrays of any shape, e.g. (98, 2) landmarks.
 
 The arithmetic is in two pure functions (``smoothing_factor``, ``one_euro_step``); the
-``OneEuroFilter`` class only keeps the previous state between frames.
+``OneEuroFilter`` class only keeps the previous state between frames. ``FaceSmoother`` filters the
+landmarks of a list of tracked faces, one filter per face, and returns new ``Face`` objects: the
+tracker's own faces are never touched, so smoothed (lagging) points never decide the next crop.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -98,3 +102,33 @@ class OneEuroFilter:
     def reset(self) -> None:
         """Forget the past (a new face, or a lost track): the next sample passes unfiltered."""
         self.state = None
+
+
+class FaceSmoother:
+    """One-Euro filters over the landmarks of tracked faces.
+
+    ``__call__(faces, time)`` returns new ``Face`` objects (``dataclasses.replace``) with smoothed
+    landmarks; the faces given are left as they are. Faces are told apart by ``face_id`` (by their
+    position in the list when it is ``None``). When the set of faces changes (a face appears or
+    leaves, or a re-detection gives new ids) every filter restarts, so points are never blended
+    across two different faces.
+
+    Args:
+        **filter_options: ``OneEuroFilter`` parameters (min_cutoff, beta, d_cutoff, rate_hz).
+    """
+
+    def __init__(self, **filter_options) -> None:
+        OneEuroFilter(**filter_options)  # check the options now, where they enter
+        self.filter_options = filter_options
+        self.filters: dict = {}
+
+    def reset(self) -> None:
+        """Forget every face: the next call passes its points through unfiltered."""
+        self.filters = {}
+
+    def __call__(self, faces: Sequence, time: float | None = None) -> list:
+        keys = [i if face.face_id is None else ("id", face.face_id) for i, face in enumerate(faces)]
+        if set(keys) != set(self.filters) or len(set(keys)) != len(keys):
+            self.filters = {key: OneEuroFilter(**self.filter_options) for key in keys}
+        return [dataclasses.replace(face, landmarks=self.filters[key](face.landmarks, time).astype(np.float32))
+                for key, face in zip(keys, faces)]

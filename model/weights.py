@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 
 import torch
 from tqdm.auto import tqdm
+
+from model.io import atomic_write, atomic_write_json
 
 OFFICIAL_URL = (
     "https://download.openmmlab.com/mmpose/face/deeppose/"
@@ -34,12 +36,62 @@ def cached_path(url: str = OFFICIAL_URL) -> Path:
     return cache_dir() / Path(urlparse(url).path).name
 
 
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+class WeightsVerificationError(WeightsUnavailableError):
+    """A cached weights file whose sha256 does not start with the published prefix; it is not used."""
+
+
+def _sha256(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _marker(path: Path) -> Path:
+    """``<file>.verified``: records that ``path``, at its current size and mtime, had this sha256."""
+    return path.with_name(path.name + ".verified")
+
+
+def _stamp(path: Path) -> dict:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _record_verified(path: Path, sha256: str) -> None:
+    atomic_write_json(_marker(path), {"sha256": sha256, **_stamp(path)})
+
+
+def _was_verified(path: Path, sha256_prefix: str) -> bool:
+    try:
+        record = json.loads(_marker(path).read_text())
+        return (isinstance(record, dict) and str(record.get("sha256", "")).startswith(sha256_prefix)
+                and {k: record.get(k) for k in ("size", "mtime_ns")} == _stamp(path))
+    except (OSError, ValueError):  # no marker yet, or an unreadable one: verify again
+        return False
+
+
+def verify_cached(path: str | os.PathLike, sha256_prefix: str, url: str | None = None) -> Path:
+    """Check once that ``path``'s sha256 starts with ``sha256_prefix`` (for files copied in by hand).
+
+    The first call hashes the file and, when it matches, writes ``<file>.verified`` (sha256, size,
+    mtime); later calls only compare size and mtime with that record, so a replaced file is hashed
+    again. A mismatch raises ``WeightsVerificationError`` saying what to do; the file is left in
+    place (it may be someone's own) but never used.
+    """
+    path = Path(path)
+    if _was_verified(path, sha256_prefix):
+        return path
+    actual = _sha256(path)
+    if not actual.startswith(sha256_prefix):
+        source = f"download {url} again" if url else "copy the right file"
+        raise WeightsVerificationError(
+            f"{path} is not the expected weights file: its sha256 starts with {actual[:8]}, not {sha256_prefix} "
+            f"(a partial copy or a different checkpoint). Delete it and {source} (the sha256 must start with "
+            f"{sha256_prefix}), or pass --weights PATH to use it as your own checkpoint."
+        )
+    _record_verified(path, actual)
+    return path
 
 
 def _read_block(response, url: str, received: int, total: int | None) -> bytes:
@@ -53,20 +105,20 @@ def download(url: str, dest: str | os.PathLike | None = None, sha256_prefix: str
              progress: bool = True, timeout: float = 30.0) -> Path:
     """Download ``url`` to ``dest`` (default: the hub cache) unless it is already there.
 
-    The data goes to a temporary file in the same folder and is renamed to ``dest`` only once it
-    is complete and, when ``sha256_prefix`` is given, its sha256 starts with it; on any failure
-    the temporary file is deleted and the error re-raised, so no partial file ever has the final name.
+    The data goes to a temporary file in the same folder (``model.io.atomic_write``) and is renamed
+    to ``dest`` only once it is complete and, when ``sha256_prefix`` is given, its sha256 starts with
+    it; on any failure the temporary file is deleted and the error re-raised, so no partial file ever
+    has the final name. With ``sha256_prefix``, a file already at ``dest`` is verified once
+    (``verify_cached``) before it is returned.
     """
     dest = Path(dest) if dest is not None else cached_path(url)
     if dest.is_file():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".partial", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
+        return verify_cached(dest, sha256_prefix, url) if sha256_prefix else dest
+    digest = hashlib.sha256()
+
+    def fetch(tmp: Path) -> None:
         request = urllib.request.Request(url, headers={"User-Agent": "landmark-studio"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+        with open(tmp, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
             total = response.headers.get("Content-Length")
             total = int(total) if total is not None else None
             received = 0
@@ -84,22 +136,25 @@ def download(url: str, dest: str | os.PathLike | None = None, sha256_prefix: str
             raise ValueError(
                 f"download of {url} is corrupt: sha256 {actual[:16]}... does not start with {sha256_prefix}"
             )
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(dest, fetch)
+    if sha256_prefix:
+        _record_verified(dest, digest.hexdigest())
+    return dest
 
 
 def official_weights(download_if_missing: bool = True, url: str = OFFICIAL_URL,
                      sha256_prefix: str = OFFICIAL_SHA256_PREFIX, timeout: float = 30.0) -> Path:
-    """Path of the official checkpoint: cached copy, else a verified download.
+    """Path of the official checkpoint: the cached copy (sha256 prefix verified once), else a
+    verified download.
 
-    Raises ``WeightsUnavailableError`` that says where to put the file when it is neither
-    cached nor downloadable (offline). ``url`` and ``sha256_prefix`` exist for mirrors and tests.
+    Raises ``WeightsUnavailableError`` that says where to put the file when it is neither cached
+    nor downloadable (offline), and its subclass ``WeightsVerificationError`` when the cached file
+    has the wrong sha256. ``url`` and ``sha256_prefix`` exist for mirrors and tests.
     """
     path = cached_path(url)
-    if path.is_file():
-        return path
+    if path.is_file():  # downloaded earlier, or copied in by hand: checked once, on first use
+        return verify_cached(path, sha256_prefix, url)
     how = (
         f"Download {url} on a machine with internet access (sha256 starts with "
         f"{sha256_prefix}) and copy it to {path}, or pass --weights PATH to a checkpoint."

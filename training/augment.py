@@ -1,8 +1,10 @@
-"""Training augmentation of the published recipe: flip, box shift, scale, rotation, then one affine crop.
+"""Training augmentation of the published recipes: flip, box shift, scale, rotation, then one affine crop.
 
-Every random value is a standard normal truncated to [-1, 1] times a factor (mmpose's
-``RandomBBoxTransform`` convention). There is no colour augmentation. The flip is folded into the
-crop's affine map, so each sample is warped once.
+Each random amount is a factor times a standard normal kept inside [-limit, limit], in one of the
+two ways mmpose's versions draw it (``NormalDraw``): mmpose 0.x clips (``np.clip(randn() * f, ...)``
+in ``TopDownGetRandomScaleRotation``: values beyond the ends land exactly on them), mmpose 1.x
+redraws (``RandomBBoxTransform``'s truncated normal: nothing lands on the ends). There is no colour
+augmentation. The flip is folded into the crop's affine map, so each sample is warped once.
 """
 from __future__ import annotations
 
@@ -13,17 +15,76 @@ import numpy as np
 from model.geometry import apply_affine, crop_matrix, warp_crop
 from model.layout import FLIP_INDICES
 
+NORMAL_MODES = ("truncated", "clipped")
+
+
+def truncated_normal(rng: np.random.Generator, size: int, limit: float = 1.0) -> np.ndarray:
+    """(size,) float64 standard normal samples restricted to [-limit, limit] by redrawing."""
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit}")
+    out = np.empty(int(size))
+    filled = 0
+    while filled < len(out):
+        draw = rng.standard_normal(2 * (len(out) - filled) + 4)
+        draw = draw[np.abs(draw) <= limit][: len(out) - filled]
+        out[filled:filled + len(draw)] = draw
+        filled += len(draw)
+    return out
+
+
+def clipped_normal(rng: np.random.Generator, size: int, limit: float = 1.0) -> np.ndarray:
+    """(size,) float64 standard normal samples clamped to [-limit, limit] (mass piles up at the ends)."""
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit}")
+    return np.clip(rng.standard_normal(int(size)), -limit, limit)
+
+
+@dataclass(frozen=True)
+class NormalDraw:
+    """``factor`` x a standard normal kept inside [-limit, limit], ``truncated`` or ``clipped``.
+
+    E.g. mmpose 0.x's rotation clip(N(0, 30), -60, 60) is ``NormalDraw(30, 2, "clipped")``; 1.x's
+    60 x truncnorm[-1, 1] is ``NormalDraw(60)``.
+    """
+
+    factor: float
+    limit: float = 1.0
+    mode: str = "truncated"
+
+    def __post_init__(self) -> None:
+        if self.mode not in NORMAL_MODES:
+            raise ValueError(f"mode must be one of {NORMAL_MODES}, got {self.mode!r}")
+        if self.limit <= 0 or self.factor < 0:
+            raise ValueError(f"limit must be positive and factor non-negative, got {self.limit} and {self.factor}")
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """(size,) float64 draws."""
+        draw = truncated_normal if self.mode == "truncated" else clipped_normal
+        return self.factor * draw(rng, size, self.limit)
+
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """Probabilities and ranges (the recipe's values are the defaults)."""
+    """Probabilities and draws of one recipe (defaults: mmpose 0.x's, which made the published file)."""
 
     flip_prob: float = 0.5
-    shift_prob: float = 0.3
-    shift_factor: float = 0.16   # x crop side, per axis
-    scale_factor: float = 0.25   # side x (1 + 0.25 t)
+    shift_prob: float = 0.0                               # 0.x has no box shift
+    shift: NormalDraw = NormalDraw(0.16)                  # fraction of the crop side, per axis
+    scale: NormalDraw = NormalDraw(0.25, 1.0, "clipped")  # side x (1 + draw)
     rotate_prob: float = 0.6
-    rotate_factor: float = 60.0  # degrees
+    rotation: NormalDraw = NormalDraw(30.0, 2.0, "clipped")  # degrees, counter-clockwise on screen
+
+
+# mmpose 0.x (res50_wflw_256x256_softwingloss.py): flip 0.5, no shift, scale x clip(N(1, 0.25),
+# 0.75, 1.25) on every sample, rotation clip(N(0, 30), -60, 60) with probability 0.6.
+MMPOSE_0X_AUGMENT = AugmentParams()
+# mmpose 1.x (td-reg_res50_softwingloss_8xb64-210e_wflw-256x256): flip 0.5, shift by 0.16 x
+# truncnorm per axis with probability 0.3, scale 1 + 0.25 x truncnorm, rotation 60 x truncnorm
+# with probability 0.6 (truncnorm: standard normal truncated to [-1, 1]).
+MMPOSE_1X_AUGMENT = AugmentParams(flip_prob=0.5, shift_prob=0.3, shift=NormalDraw(0.16),
+                                  scale=NormalDraw(0.25), rotate_prob=0.6, rotation=NormalDraw(60.0))
+# No randomness at all (tests of the crop path).
+NO_AUGMENT = AugmentParams(flip_prob=0.0, shift_prob=0.0, scale=NormalDraw(0.0), rotate_prob=0.0)
 
 
 @dataclass(frozen=True)
@@ -36,31 +97,18 @@ class Transform:
     rotation: float             # degrees, counter-clockwise on screen
 
 
-def truncated_normal(rng: np.random.Generator, size: int | None = None):
-    """Standard normal samples truncated to [-1, 1] (rejection sampling)."""
-    n = 1 if size is None else int(size)
-    out = np.empty(n)
-    filled = 0
-    while filled < n:
-        draw = rng.standard_normal(2 * (n - filled) + 4)
-        draw = draw[np.abs(draw) <= 1.0][: n - filled]
-        out[filled:filled + len(draw)] = draw
-        filled += len(draw)
-    return float(out[0]) if size is None else out
-
-
-def random_transform(rng: np.random.Generator, params: AugmentParams = AugmentParams()) -> Transform:
-    """Draw flip, shift, scale and rotation for one sample."""
+def random_transform(rng: np.random.Generator, params: AugmentParams = MMPOSE_0X_AUGMENT) -> Transform:
+    """Draw flip, shift, scale and rotation for one sample (floats and bools, whatever the recipe)."""
     flip = bool(rng.random() < params.flip_prob)
     shift = (0.0, 0.0)
     if rng.random() < params.shift_prob:
-        sx, sy = truncated_normal(rng, 2) * params.shift_factor
+        sx, sy = params.shift.sample(rng, 2)
         shift = (float(sx), float(sy))
-    scale = 1.0 + truncated_normal(rng) * params.scale_factor
+    scale = 1.0 + float(params.scale.sample(rng, 1)[0])
     rotation = 0.0
     if rng.random() < params.rotate_prob:
-        rotation = truncated_normal(rng) * params.rotate_factor
-    return Transform(flip, shift, float(scale), float(rotation))
+        rotation = float(params.rotation.sample(rng, 1)[0])
+    return Transform(flip, shift, scale, rotation)
 
 
 def mirror_matrix(width: int) -> np.ndarray:
@@ -101,7 +149,7 @@ def transform_matrix(transform: Transform, center, side: float, image_width: int
 
 
 def augment_crop(image: np.ndarray, landmarks: np.ndarray, center, side: float, output_size: int,
-                 rng: np.random.Generator, params: AugmentParams = AugmentParams()):
+                 rng: np.random.Generator, params: AugmentParams = MMPOSE_0X_AUGMENT):
     """Random crop of one face.
 
     Args:
@@ -127,14 +175,3 @@ def eval_crop(image: np.ndarray, landmarks: np.ndarray, center, side: float, out
     matrix = crop_matrix(center, side, 0.0, output_size)
     points = apply_affine(landmarks, matrix).astype(np.float32)
     return warp_crop(image, matrix, output_size), points, matrix
-
-
-def encode_targets(points: np.ndarray, output_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Crop pixels -> (targets (98, 2) float32 = points / output_size, weights (98,) float32).
-
-    A point's weight is 1 when it lies inside [0, output_size - 1] on both axes, else 0 (mmpose's
-    ``RegressionLabel``); at output_size 256 the targets are the network's output scale.
-    """
-    pts = np.asarray(points, dtype=np.float32)
-    inside = np.all((pts >= 0) & (pts <= output_size - 1), axis=1)
-    return pts / np.float32(output_size), inside.astype(np.float32)

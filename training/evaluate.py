@@ -1,100 +1,311 @@
 """Evaluate a checkpoint on the WFLW test set the way the papers report it.
 
-    python -m training.evaluate --wflw-root ROOT --weights CKPT --out DIR [--box landmarks|rect|detector] [--no-flip]
+    python -m training.evaluate --wflw-root ROOT --weights CKPT --out DIR [--box landmarks|rect|detector]
+        [--no-flip] [--flip-convention 1.x|0.x] [--bf16] [--device cuda|cpu]
 
 Faces are cropped from the full images through ``model.pipeline.Predictor.predict_boxes`` (the
 inference path of the app, one image's faces in one batch) and scored in image pixels. Writes
-``metrics.json``, ``predictions.json`` and ``ced.png`` to ``--out`` and prints the WFLW table (full
-set and the six attribute subsets).
+``metrics.json``, ``predictions.json`` (schema: ``write_predictions``) and ``ced.png`` to ``--out``
+and prints the WFLW table (full set and the six attribute subsets).
 
-Boxes: ``landmarks`` = the ground-truth landmarks' extent (how mmpose built its boxes; reproduces
-NME 4.44), ``rect`` = the WFLW detection rectangle, ``detector`` = the MTCNN box that overlaps the
-rectangle most (faces it misses fall back to the rectangle and are counted).
+Boxes: ``landmarks`` = mmpose's test boxes, rebuilt from the ground-truth landmarks
+(``training.wflw.mmpose_box``; how the published 4.44 was measured), ``rect`` = the WFLW detection
+rectangle, ``detector`` = the MTCNN box that overlaps the rectangle most (faces it misses fall back
+to the rectangle and are counted).
+
+Precision: fp32 on every device (as mmpose evaluates). ``--bf16`` runs the network under bf16
+autocast instead, and also in fp32 to report how far bf16 moved the points (mean and max px).
+Flip test: ``--flip-convention 1.x`` (x -> 1 - x - 1/size, mmpose 1.x's table, 4.44) or ``0.x``
+(x -> 1 - x, the 0.x table that published the file, 4.41); see ``model.codec``.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import hashlib
+import os
 import sys
-from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from model.constants import INPUT_SIZE
-from model.image import read_image
-from model.network import load_regressor, read_checkpoint
-from model.pipeline import Predictor
-from model.layout import ATTRIBUTES
-from training.metrics import ced_figure, format_table, nme, subset_table
+from model.backends import PRECISIONS
+from model.codec import DEFAULT_FLIP_CONVENTION, FLIP_CONVENTIONS, check_flip_convention
 from model.geometry import match_boxes
-from training.wflw import attribute_matrix, crop_box, find_wflw_root, load_wflw_txt, resolve_image
+from model.image import read_image
+from model.io import atomic_write, atomic_write_json
+from model.layout import ATTRIBUTES, NUM_LANDMARKS
+from model.pipeline import Predictor
+from training.metrics import ced_figure, format_table, nme, subset_table
+from training.wflw import BOX_MODES, Sample, crop_box, find_wflw_root, load_test_split, read_json, resolve_image
 
-BOX_CHOICES = ("landmarks", "rect", "detector")
-DETECTOR_MIN_IOU = 0.3  # a detection counts as the annotated face above this overlap
+BOX_CHOICES = (*BOX_MODES, "detector")
+
+# predictions.json: the format name and version a reader checks, and the provenance it must carry.
+PREDICTIONS_FORMAT = "landmark-studio-predictions"
+PREDICTIONS_VERSION = 1
+PREDICTIONS_META_KEYS = ("checkpoint", "sha256", "flip_test", "flip_convention", "box_mode", "input_size")
+GT_TOLERANCE_PX = 0.01  # a record's ground truth must match the annotations this closely
+COORD_DECIMALS = 3       # points are stored rounded to 1e-3 px
 
 
-def _checkpoint_input_size(path: Path) -> int:
-    ckpt = read_checkpoint(path)
-    config = ckpt.get("config") if isinstance(ckpt, dict) else None
-    return int(config.get("input_size", INPUT_SIZE)) if isinstance(config, dict) else INPUT_SIZE
+class EvaluationCancelled(RuntimeError):
+    """``predict_samples`` stopped because its ``cancel()`` returned True."""
 
 
-def run(wflw_root, weights, out, box: str = "landmarks", flip_test: bool = True, device=None) -> dict:
-    """Evaluate and write the three files; returns the metrics dict written to metrics.json."""
-    if box not in BOX_CHOICES:
-        raise RuntimeError(f"--box {box!r} is not supported: use one of {BOX_CHOICES}")
-    tree = find_wflw_root(wflw_root)
-    samples = load_wflw_txt(tree.annotations("test"))
-    if not samples:
-        raise ValueError(f"{tree.annotations('test')}: no test faces")
+# ----------------------------------------------------------------------------- predictions.json
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prediction_meta(weights: str | os.PathLike, *, flip_test: bool, flip_convention: str, box_mode: str,
+                    input_size: int, **extra) -> dict:
+    """The provenance ``write_predictions`` requires: checkpoint file name and sha256, flip test,
+    flip convention, box mode and input size (plus any ``extra`` JSON-able entries)."""
     weights = Path(weights)
-    input_size = _checkpoint_input_size(weights)
-    # eager torch fp32: exact at any input size (ONNX graphs are fixed at 256, int8 moves NME)
-    predictor = Predictor(weights=load_regressor(weights), device=device, flip_test=flip_test, backend="torch",
-                          input_size=input_size)
+    if box_mode not in BOX_CHOICES:
+        raise ValueError(f"box_mode must be one of {BOX_CHOICES}, got {box_mode!r}")
+    return {"checkpoint": weights.name, "sha256": file_sha256(weights), "flip_test": bool(flip_test),
+            "flip_convention": check_flip_convention(flip_convention), "box_mode": box_mode,
+            "input_size": int(input_size), **extra}
 
-    by_image: dict[str, list[int]] = defaultdict(list)
+
+def _check_points(pred, count: int, what: str) -> np.ndarray:
+    pred = np.asarray(pred, dtype=np.float32)
+    if pred.shape != (count, NUM_LANDMARKS, 2):
+        raise ValueError(f"{what} must have shape ({count}, {NUM_LANDMARKS}, 2), got {pred.shape}")
+    bad = np.flatnonzero(~np.isfinite(pred).all(axis=(1, 2)))
+    if bad.size:
+        raise ValueError(f"{what} has non-finite values (faces {bad.tolist()[:10]})")
+    return pred
+
+
+def write_predictions(path: str | os.PathLike, samples: list[Sample], pred, meta: dict) -> Path:
+    """Write ``predictions.json`` atomically, in the one schema ``read_predictions`` reads::
+
+        {"format": "landmark-studio-predictions", "version": 1,
+         "meta": {"checkpoint": file name, "sha256": hex, "flip_test": bool,
+                  "flip_convention": "1.x" | "0.x", "box_mode": "landmarks" | "rect" | "detector",
+                  "input_size": int, ...},
+         "faces": [{"index": i, "image": path relative to WFLW_images/, "nme": fraction,
+                    "pred": [[x, y] x 98], "gt": [[x, y] x 98]}, ...]}
+
+    Face ``i`` is ``samples[i]`` (the test list in file order); points are image pixels rounded to
+    1e-3 px.
+
+    Args:
+        path: the file to write.
+        samples: the N test faces the predictions are for.
+        pred: (N, 98, 2) image pixels.
+        meta: provenance with at least ``PREDICTIONS_META_KEYS`` (see ``prediction_meta``).
+    """
+    pred = _check_points(pred, len(samples), "pred")
+    missing = [k for k in PREDICTIONS_META_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"predictions meta lacks {missing} (needs {PREDICTIONS_META_KEYS})")
+    gt = np.stack([s.landmarks for s in samples]) if samples else np.zeros((0, NUM_LANDMARKS, 2))
+    per_face = nme(pred, gt) if samples else np.zeros(0)
+    faces = [{"index": i, "image": s.image, "nme": float(per_face[i]),
+              "pred": np.round(pred[i].astype(np.float64), COORD_DECIMALS).tolist(),
+              "gt": np.round(s.landmarks.astype(np.float64), COORD_DECIMALS).tolist()}
+             for i, s in enumerate(samples)]
+    return atomic_write_json(path, {"format": PREDICTIONS_FORMAT, "version": PREDICTIONS_VERSION,
+                                    "meta": dict(meta), "faces": faces})
+
+
+def _read_document(path: Path) -> dict:
+    data = read_json(path, "predictions file")
+    if not isinstance(data, dict) or data.get("format") != PREDICTIONS_FORMAT:
+        raise ValueError(f"{path.name}: not a predictions file (expected an object with "
+                         f"\"format\": {PREDICTIONS_FORMAT!r}, written by python -m training.evaluate)")
+    if data.get("version") != PREDICTIONS_VERSION:
+        raise ValueError(f"{path.name}: predictions version {data.get('version')!r} is not supported "
+                         f"(this reader knows version {PREDICTIONS_VERSION})")
+    if not isinstance(data.get("meta"), dict) or not isinstance(data.get("faces"), list):
+        raise ValueError(f"{path.name}: expected 'meta' (an object) and 'faces' (a list)")
+    return data
+
+
+def read_predictions_meta(path: str | os.PathLike) -> dict:
+    """The provenance block of a ``predictions.json`` (see ``write_predictions``)."""
+    return dict(_read_document(Path(path))["meta"])
+
+
+def read_predictions(path: str | os.PathLike, samples: list[Sample]) -> np.ndarray:
+    """Read ``predictions.json`` (``write_predictions``'s schema) for these test faces.
+
+    Every face of ``samples`` must have exactly one record, whose ``image`` and ``gt`` match it
+    (to ``GT_TOLERANCE_PX``): predictions made for another test list are refused.
+
+    Returns:
+        (N, 98, 2) float32 image pixels, row i for ``samples[i]``.
+
+    Raises:
+        FileNotFoundError, ValueError: naming the file and, for a bad record, its position.
+    """
+    path = Path(path)
+    data = _read_document(path)
+    records = data["faces"]
+    if len(records) != len(samples):
+        raise ValueError(f"{path.name}: {len(records)} faces, but the test list has {len(samples)}")
+    pred = np.full((len(samples), NUM_LANDMARKS, 2), np.nan, dtype=np.float32)
+    seen = np.zeros(len(samples), dtype=bool)
+    for order, record in enumerate(records):
+        where = f"{path.name} face record {order}"
+        if not isinstance(record, dict) or not {"index", "image", "pred", "gt"} <= set(record):
+            raise ValueError(f"{where}: expected an object with 'index', 'image', 'pred' and 'gt'")
+        index = record["index"]
+        if not isinstance(index, int) or not 0 <= index < len(samples):
+            raise ValueError(f"{where}: index {index!r} outside the test list (0..{len(samples) - 1})")
+        if seen[index]:
+            raise ValueError(f"{where}: index {index} appears twice")
+        sample = samples[index]
+        if record["image"] != sample.image:
+            raise ValueError(f"{where}: image {record['image']!r}, but test face {index} is {sample.image!r}")
+        try:
+            points = np.asarray(record["pred"], dtype=np.float32).reshape(NUM_LANDMARKS, 2)
+            gt = np.asarray(record["gt"], dtype=np.float32).reshape(NUM_LANDMARKS, 2)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: 'pred' and 'gt' must be {NUM_LANDMARKS} [x, y] pairs") from None
+        if not np.all(np.isfinite(points)):
+            raise ValueError(f"{where}: 'pred' has non-finite values")
+        if not np.allclose(gt, sample.landmarks, atol=GT_TOLERANCE_PX, rtol=0):
+            raise ValueError(f"{where}: its ground truth differs from test face {index} ({sample.image}) "
+                             f"of the loaded test list")
+        pred[index], seen[index] = points, True
+    return pred
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+def _detector_boxes(predictor: Predictor, image: np.ndarray, rects: list[np.ndarray]) -> tuple[list, list[bool]]:
+    """Each annotated face's MTCNN box (the one overlapping its WFLW rectangle most), else the rectangle."""
+    detected = predictor.detect(image).boxes
+    pairs = match_boxes(rects, detected)
+    boxes = [rect if j is None else detected[j] for rect, j in zip(rects, pairs)]
+    return boxes, [j is None for j in pairs]
+
+
+def predict_samples(predictor: Predictor, samples: list[Sample], images_dir: str | os.PathLike, box_mode: str,
+                    progress: Callable[[int, int], None] | None = None,
+                    cancel: Callable[[], bool] | None = None,
+                    missed: list[int] | None = None) -> np.ndarray:
+    """Landmarks for every face, cropped from its box (one ``predict_boxes`` batch per image).
+
+    Args:
+        predictor: a ``model.pipeline.Predictor`` (its flip test, flip convention, input size and
+            precision apply).
+        samples: the faces; their images are read from ``images_dir``.
+        box_mode: ``landmarks`` (mmpose's boxes), ``rect`` or ``detector`` (see the module doc).
+        progress: called as ``progress(done, total)`` after each image (counts of images).
+        cancel: polled before each image; when it returns True the run stops by raising
+            ``EvaluationCancelled`` (nothing partial is returned).
+        missed: with ``detector`` boxes, the indices of faces MTCNN missed (the rectangle was used)
+            are appended to this list.
+
+    Returns:
+        (N, 98, 2) float32 image pixels, row i for ``samples[i]``.
+    """
+    if box_mode not in BOX_CHOICES:
+        raise ValueError(f"box_mode must be one of {BOX_CHOICES}, got {box_mode!r}")
+    by_image: dict[str, list[int]] = {}
     for i, s in enumerate(samples):
-        by_image[s.image].append(i)
-    pred = np.zeros((len(samples), *samples[0].landmarks.shape), dtype=np.float32)
-    missed = 0
-    for name, indices in by_image.items():
-        image = read_image(resolve_image(tree.images, name), name=name)
-        if box == "detector":
-            detected = predictor.detect(image).boxes
-            rects = [np.asarray(samples[i].box, dtype=np.float64) for i in indices]
-            # each annotated face takes the detection overlapping its WFLW rectangle most
-            pairs = match_boxes(rects, detected, DETECTOR_MIN_IOU)
-            boxes = [rect if j is None else detected[j] for rect, j in zip(rects, pairs)]
-            missed += sum(j is None for j in pairs)
+        by_image.setdefault(s.image, []).append(i)
+    pred = np.zeros((len(samples), NUM_LANDMARKS, 2), dtype=np.float32)
+    for done, (name, indices) in enumerate(by_image.items()):
+        if cancel is not None and cancel():
+            raise EvaluationCancelled(f"cancelled after {done} of {len(by_image)} images")
+        image = read_image(resolve_image(images_dir, name), name=name)
+        if box_mode == "detector":
+            boxes, lost = _detector_boxes(predictor, image, [np.asarray(samples[i].box, np.float64) for i in indices])
+            if missed is not None:
+                missed.extend(i for i, m in zip(indices, lost) if m)
         else:
-            boxes = [crop_box(samples[i], box) for i in indices]
+            boxes = [crop_box(samples[i], box_mode) for i in indices]
         pred[indices] = predictor.predict_boxes(image, np.asarray(boxes, dtype=np.float64))
+        if progress is not None:
+            progress(done + 1, len(by_image))
+    return pred
 
-    gt = np.stack([s.landmarks for s in samples])
-    per_image = nme(pred, gt)
-    table = subset_table(per_image, attribute_matrix(samples))
-    as_percent = lambda s: {"nme": 100 * s["nme"], "fr@0.1": 100 * s["fr"], "auc@0.1": s["auc"],  # noqa: E731
-                            "num_faces": s["num_faces"]}
-    metrics = {**as_percent(table["full"]), "box": box, "flip_test": flip_test, "weights": str(weights),
-               "subsets": {name: as_percent(table[name]) for name in ATTRIBUTES}}
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _as_percent(summary: dict) -> dict:
+    return {"nme": 100 * summary["nme"], "fr@0.1": 100 * summary["fr"], "auc@0.1": summary["auc"],
+            "num_faces": summary["num_faces"]}
+
+
+def evaluate_checkpoint(wflw_root: str | os.PathLike, weights: str | os.PathLike, out: str | os.PathLike, *,
+                        box: str = "landmarks", flip_test: bool = True,
+                        flip_convention: str = DEFAULT_FLIP_CONVENTION, precision: str = "fp32",
+                        device: str | None = None) -> dict:
+    """Evaluate ``weights`` on the WFLW test set; write metrics.json, predictions.json and ced.png.
+
+    Args:
+        wflw_root: the standard WFLW tree (``training.wflw.find_wflw_root``).
+        weights: a checkpoint file (project or mmpose); a project checkpoint's ``config.input_size``
+            sets the crop size.
+        out: folder for the three files (created).
+        box: crop box mode, one of ``BOX_CHOICES``.
+        flip_test, flip_convention: test-time flip and its mirror formula (``model.codec``).
+        precision: "fp32" (default, every device) or "bf16" (autocast; the run is repeated in fp32
+            and ``bf16_deviation_px`` {"mean", "max"} reports how far bf16 moved the points).
+        device: "cuda", "cpu" or ``None`` (CUDA when present).
+
+    Returns:
+        the metrics dict written to metrics.json (NME and FR in percent, AUC a fraction).
+    """
+    if box not in BOX_CHOICES:
+        raise ValueError(f"box {box!r} is not supported: use one of {BOX_CHOICES}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not supported: use one of {PRECISIONS}")
+    check_flip_convention(flip_convention)
+    tree = find_wflw_root(wflw_root)
+    samples, flags = load_test_split(tree)
+    weights = Path(weights)
+
+    def run(prec: str) -> tuple[np.ndarray, list[int], Predictor]:
+        # eager torch: exact at any input size (ONNX graphs are fixed at 256, int8 moves NME)
+        predictor = Predictor(weights, device=device, flip_test=flip_test, flip_convention=flip_convention,
+                              backend="torch", precision=prec)
+        lost: list[int] = []
+        return predict_samples(predictor, samples, tree.images, box, missed=lost), lost, predictor
+
+    pred, missed, predictor = run(precision)
+    per_image = nme(pred, np.stack([s.landmarks for s in samples]))
+    table = subset_table(per_image, flags)
+    meta = prediction_meta(weights, flip_test=flip_test, flip_convention=flip_convention, box_mode=box,
+                           input_size=predictor.input_size, precision=precision)
+    metrics = {**_as_percent(table["full"]), **meta, "weights": str(weights),
+               "subsets": {name: _as_percent(table[name]) for name in ATTRIBUTES}}
     if box == "detector":
-        metrics["detector_missed"] = missed
+        metrics["detector_missed"] = len(missed)
+    if precision == "bf16":
+        distance = np.linalg.norm(pred - run("fp32")[0], axis=-1)
+        metrics["bf16_deviation_px"] = {"mean": float(distance.mean()), "max": float(distance.max())}
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    records = [{
-        "image": s.image, "index": i, "nme": float(per_image[i]),
-        "pred": np.round(pred[i], 3).tolist(), "gt": np.round(s.landmarks, 3).tolist(),
-        "attributes": None if s.attributes is None else dict(zip(ATTRIBUTES, s.attributes)),
-    } for i, s in enumerate(samples)]
-    (out / "predictions.json").write_text(json.dumps(records), encoding="utf-8")
-    ced_figure({f"{weights.name} ({box} boxes)": per_image}).savefig(out / "ced.png")
+    atomic_write_json(out / "metrics.json", metrics, indent=2)
+    write_predictions(out / "predictions.json", samples, pred, meta)
+    figure = ced_figure({f"{weights.name} ({box} boxes)": per_image})
+    atomic_write(out / "ced.png", lambda tmp: figure.savefig(tmp, format="png"))
     print(format_table(table))
-    print(f"box: {box}, flip test: {'on' if flip_test else 'off'}, faces: {len(samples)}"
-          + (f", detector missed {missed} (rectangle used)" if box == "detector" else ""))
+    print(f"box: {box}, flip test: {f'on ({flip_convention})' if flip_test else 'off'}, precision: {precision}, "
+          f"input size: {predictor.input_size}, faces: {len(samples)}"
+          + (f", detector missed {len(missed)} (rectangle used)" if box == "detector" else ""))
+    if precision == "bf16":
+        print(f"bf16 moved the points by {metrics['bf16_deviation_px']['mean']:.4f} px on average, "
+              f"{metrics['bf16_deviation_px']['max']:.4f} px at most (against fp32)")
     return metrics
 
 
@@ -104,13 +315,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", required=True, help="checkpoint (training or mmpose file)")
     parser.add_argument("--out", required=True, help="folder for metrics.json, predictions.json, ced.png")
     parser.add_argument("--box", default="landmarks", choices=BOX_CHOICES,
-                        help="crop box: landmarks' extent (published), WFLW rectangle, or MTCNN")
+                        help="crop box: mmpose's box from the landmarks (published), WFLW rectangle, or MTCNN")
     parser.add_argument("--no-flip", action="store_true", help="turn off test-time flip")
+    parser.add_argument("--flip-convention", default=DEFAULT_FLIP_CONVENTION, choices=FLIP_CONVENTIONS,
+                        help="flip-back formula: 1.x (x -> 1 - x - 1/size, NME 4.44) or 0.x (x -> 1 - x, 4.41)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bf16 autocast instead of fp32; also runs fp32 and reports the deviation in px")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: CUDA when present)")
     return parser.parse_args(argv)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status."""
+    args = parse_args(argv)
+    evaluate_checkpoint(args.wflw_root, args.weights, args.out, box=args.box, flip_test=not args.no_flip,
+                        flip_convention=args.flip_convention, precision="bf16" if args.bf16 else "fp32",
+                        device=args.device)
+    return 0
+
+
 if __name__ == "__main__":
-    args = parse_args(sys.argv[1:])
-    run(args.wflw_root, args.weights, args.out, args.box, not args.no_flip, args.device)
-    sys.exit(0)
+    sys.exit(main())

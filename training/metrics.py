@@ -1,13 +1,13 @@
 """Face-alignment metrics: NME, failure rate, AUC, the CED curve and per-subset tables.
 
-Pure numpy (the CED figure uses matplotlib's object API, no pyplot state); no files, no devices.
+Pure numpy (the figures use matplotlib's object API, no pyplot state); no files, no devices.
 NME values are fractions of the inter-ocular distance (x100 for the percent the papers print).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from model.layout import ATTRIBUTES, EYE_CORNERS, NUM_LANDMARKS
+from model.layout import ATTRIBUTES, EYE_CORNERS, NUM_LANDMARKS, REGION_COLORS, REGIONS
 
 # Failure threshold and AUC range of the WFLW papers (10 % of the inter-ocular distance).
 FAILURE_THRESHOLD = 0.1
@@ -140,31 +140,84 @@ def format_table(table: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+# The CED plot's x axis reaches this far past the largest error shown (in NME fractions), so the
+# last step of the curve is visible; never below the failure threshold, which is always marked.
+CED_MARGIN = 1.05
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def ced_figure(curves: dict[str, np.ndarray], threshold: float = FAILURE_THRESHOLD):
     """CED plot of one or more runs.
 
+    The x axis fits the data: from 0 to just past the largest per-image NME, and at least to the
+    failure threshold, which is drawn as a dashed vertical line (AUC and FR are taken there).
+
     Args:
-        curves: label -> np.ndarray[N] per-image NME.
+        curves: label -> np.ndarray[N] per-image NME (fractions).
+        threshold: the failure threshold (fraction; 0.1 in the WFLW papers).
 
     Returns:
         a ``matplotlib.figure.Figure`` (Agg canvas; save with ``fig.savefig``).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 4), dpi=100)
-    FigureCanvasAgg(fig)
+    if not curves:
+        raise ValueError("curves is empty: give at least one label -> per-image NME")
+    fig = _figure(5, 4)
     ax = fig.add_subplot()
+    largest = max(float(np.max(np.asarray(e, dtype=np.float64))) for e in curves.values())
+    limit = max(threshold, largest * CED_MARGIN)
     for label, errors in curves.items():
-        xs, ys = ced_curve(errors, threshold)
-        fr, auc = fr_auc(errors, threshold)
+        xs, ys = ced_curve(errors, limit)
+        _, auc = fr_auc(errors, threshold)
         ax.plot(xs * 100, ys * 100, label=f"{label} (NME {100 * np.mean(errors):.2f}%, AUC {auc:.4f})")
-    ax.set_xlim(0, threshold * 100)
+    ax.axvline(threshold * 100, color="0.4", linestyle="--", linewidth=1,
+               label=f"failure threshold {100 * threshold:g}%")
+    ax.set_xlim(0, limit * 100)
     ax.set_ylim(0, 100)
     ax.set_xlabel("NME (% of inter-ocular distance)")
     ax.set_ylabel("Images (%)")
     ax.set_title("Cumulative error distribution")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def landmark_figure(per_landmark):
+    """Bar chart of each point's mean error, coloured by face region, with a legend of the regions.
+
+    Args:
+        per_landmark: np.ndarray[98] mean normalised error of each point (``per_landmark_error``).
+
+    Returns:
+        a ``matplotlib.figure.Figure`` (Agg canvas).
+    """
+    errors = np.asarray(per_landmark, dtype=np.float64).reshape(-1)
+    if errors.shape != (NUM_LANDMARKS,) or not np.all(np.isfinite(errors)):
+        raise ValueError(f"per_landmark must be {NUM_LANDMARKS} finite errors, got shape {np.shape(per_landmark)}")
+    # regions that share a colour (the two brows, the two eyes...) share one legend entry
+    names_by_color: dict[tuple, list[str]] = {}
+    for name in REGIONS:
+        names_by_color.setdefault(REGION_COLORS[name], []).append(name.replace("_", " "))
+    fig = _figure(6, 3)
+    ax = fig.add_subplot()
+    for name, (lo, hi) in REGIONS.items():
+        color = REGION_COLORS[name]
+        names = names_by_color[color]
+        label = ", ".join(names) if names[0] == name.replace("_", " ") else None
+        ax.bar(np.arange(lo, hi), 100 * errors[lo:hi], width=0.9, label=label, color=np.array(color) / 255.0)
+    ax.set_xlabel("landmark index")
+    ax.set_ylabel("mean NME (%)")
+    ax.set_title("Per-landmark error")
+    ax.set_xlim(-1, NUM_LANDMARKS)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=6, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
     fig.tight_layout()
     return fig

@@ -19,8 +19,10 @@ from pathlib import Path
 from model.weights import download
 from training.wflw import ANNOTATIONS_DIR, IMAGES_DIR, RAW_LISTS_DIR, SPLITS, WFLWTree, load_wflw_txt, resolve_image
 
+# Where WFLW comes from (research use); the app imports these names rather than retyping them.
+PROJECT_PAGE = "https://wywu.github.io/projects/LAB/WFLW.html"
 ANNOTATIONS_URL = "https://wywu.github.io/projects/LAB/support/WFLW_annotations.tar.gz"
-IMAGES_GDRIVE_ID = "1hzBd48JIdWTJSsATBEB_eFVvPL1bx6UC"
+IMAGES_GDRIVE_ID = "1hzBd48JIdWTJSsATBEB_eFVvPL1bx6UC"  # WFLW_images.tar.gz on Google Drive
 EXPECTED_FACES = {"train": 7500, "test": 2500}
 SHOW_MISSING = 20  # missing images listed by name; the rest are counted
 
@@ -28,7 +30,7 @@ SHOW_MISSING = 20  # missing images listed by name; the rest are counted
 def manual_images_step(out: Path) -> str:
     """The instructions for the one file this script cannot fetch."""
     return (
-        "WFLW_images.tar.gz is on Google Drive (or Baidu Pan, see wywu.github.io/projects/LAB/WFLW.html). "
+        f"WFLW_images.tar.gz is on Google Drive (or Baidu Pan, see {PROJECT_PAGE}). "
         "Download it by hand, e.g.\n"
         "    pip install gdown\n"
         f"    gdown {IMAGES_GDRIVE_ID} -O WFLW_images.tar.gz\n"

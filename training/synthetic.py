@@ -24,8 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.constants import INPUT_SIZE
 from model.geometry import landmark_box
-from model.layout import ATTRIBUTES, FLIP_INDICES, NUM_LANDMARKS
+from model.layout import ATTRIBUTES, FLIP_INDICES, NUM_LANDMARKS, REGIONS
 from training.wflw import SPLITS, Sample, WFLWTree, write_wflw_txt
 
 IMAGE_FOLDER = "0--Synthetic"
@@ -36,6 +37,15 @@ EFFECT_PROB = {"illumination": 0.2, "makeup": 0.2, "occlusion": 0.15, "blur": 0.
 POSE_ROTATION_DEG = 30.0  # |rotation| beyond this, or a strong yaw, flags "pose"
 POSE_YAW = 0.45
 EXPRESSION_MOUTH = 0.6    # mouth opening beyond this flags "expression"
+
+# Point spans of the WFLW scheme (model.layout.REGIONS) the template and the drawing walk through.
+CONTOUR = REGIONS["contour"]
+CHIN = (CONTOUR[0] + CONTOUR[1] - 1) // 2       # 16: the contour's middle point
+RIGHT_BROW, LEFT_BROW = REGIONS["right_brow"], REGIONS["left_brow"]
+NOSE_BRIDGE, LOWER_NOSE = REGIONS["nose_bridge"], REGIONS["lower_nose"]
+RIGHT_EYE, LEFT_EYE = REGIONS["right_eye"], REGIONS["left_eye"]
+OUTER_LIP, INNER_LIP = REGIONS["outer_lip"], REGIONS["inner_lip"]
+PUPILS = tuple(range(*REGIONS["pupils"]))     # (96, 97): right, left
 
 
 def _mirror(points: np.ndarray, defined: list[int]) -> np.ndarray:
@@ -66,54 +76,56 @@ def face_template(eye_open: float = 1.0, mouth_open: float = 0.0, brow_lift: flo
         defined.append(i)
 
     # Contour 0..16: from the image-left side at eye level down to the chin (a squared ellipse).
-    for i in range(17):
-        t = (i / 16.0) * (math.pi / 2)  # 0 at the side, pi/2 at the chin
+    for i in range(CONTOUR[0], CHIN + 1):
+        t = (i / CHIN) * (math.pi / 2)  # 0 at the side, pi/2 at the chin
         x = -math.cos(t) ** 0.8
         y = -0.25 + 1.2 * jaw * math.sin(t) ** 1.3
         put(i, x, y)
     # Right brow (image left): 33..37 upper edge outer -> inner, 38..41 lower edge inner -> outer.
     by = -0.62 - brow_lift
-    for k, i in enumerate(range(33, 38)):
+    brow_upper = RIGHT_BROW[0] + 5  # 5 points on the upper edge, 4 on the lower
+    for k, i in enumerate(range(RIGHT_BROW[0], brow_upper)):
         s = k / 4.0
         put(i, -0.85 + 0.65 * s, by - 0.12 * math.sin(math.pi * (0.3 + 0.7 * s)))
-    for k, i in enumerate(range(38, 42)):
+    for k, i in enumerate(range(brow_upper, RIGHT_BROW[1])):
         s = 1.0 - (k + 1) / 5.0
         put(i, -0.85 + 0.65 * s, by + 0.07 - 0.09 * math.sin(math.pi * (0.3 + 0.7 * s)))
     # Nose bridge 51..54 on the midline, lower nose 55..57.
-    for k, i in enumerate(range(51, 55)):
+    for k, i in enumerate(range(*NOSE_BRIDGE)):
         put(i, 0.0, -0.38 + 0.16 * k)
-    put(55, -0.2, 0.2)
-    put(56, -0.1, 0.25)
-    put(57, 0.0, 0.27)
+    nose = LOWER_NOSE[0]
+    put(nose, -0.2, 0.2)
+    put(nose + 1, -0.1, 0.25)
+    put(nose + 2, 0.0, 0.27)  # the midline point
     # Right eye (image left) 60..67: outer corner, upper lid, inner corner, lower lid.
     ex, ey, ew, eh = -0.45, -0.33, 0.22, 0.09 * eye_open
-    for k, i in enumerate(range(60, 68)):
+    for k, i in enumerate(range(*RIGHT_EYE)):
         theta = k * math.pi / 4
         put(i, ex - ew * math.cos(theta), ey - eh * math.sin(theta))
     # Outer lip 76..79 (upper, corner to centre) and 85..87 (lower, centre and left).
     mx, my, mw = 0.0, 0.58, 0.4
     gap = 0.2 * mouth_open
     up, low = 0.1, 0.13 + gap
-    put(76, mx - mw, my)  # mouth corner
-    for k, i in enumerate(range(77, 80), start=1):
+    lip = OUTER_LIP[0]  # 12 points clockwise from the image-left corner; 6 is the other corner
+    put(lip, mx - mw, my)  # mouth corner
+    for k in range(1, 4):
         theta = k * math.pi / 6
-        dip = 0.03 if i == 79 else 0.0  # cupid's bow
-        put(i, mx - mw * math.cos(theta), my - gap / 2 - up * math.sin(theta) + dip)
-    put(85, mx, my + low)
-    put(86, mx - mw * math.cos(math.pi / 3), my + low * math.sin(math.pi / 3))
-    put(87, mx - mw * math.cos(math.pi / 6), my + low * math.sin(math.pi / 6))
-    # Inner lip 88..90 (upper), 94..95 (lower).
-    iw = 0.3
-    put(88, mx - iw, my)
-    put(89, mx - iw / 2, my - gap / 2 - 0.02)
-    put(90, mx, my - gap / 2 - 0.025)
-    put(94, mx, my + gap / 2 + 0.02)
-    put(95, mx - iw / 2, my + gap / 2 + 0.015)
+        dip = 0.03 if k == 3 else 0.0  # cupid's bow, on the midline
+        put(lip + k, mx - mw * math.cos(theta), my - gap / 2 - up * math.sin(theta) + dip)
+    put(lip + 9, mx, my + low)  # lower midline
+    put(lip + 10, mx - mw * math.cos(math.pi / 3), my + low * math.sin(math.pi / 3))
+    put(lip + 11, mx - mw * math.cos(math.pi / 6), my + low * math.sin(math.pi / 6))
+    # Inner lip 88..90 (upper), 94..95 (lower): 8 points clockwise from the image-left corner.
+    iw, inner = 0.3, INNER_LIP[0]
+    put(inner, mx - iw, my)
+    put(inner + 1, mx - iw / 2, my - gap / 2 - 0.02)
+    put(inner + 2, mx, my - gap / 2 - 0.025)
+    put(inner + 6, mx, my + gap / 2 + 0.02)
+    put(inner + 7, mx - iw / 2, my + gap / 2 + 0.015)
     # Pupils: eye centres shifted by the gaze (same direction for both eyes).
-    put(96, ex, ey)
+    put(PUPILS[0], ex, ey)
     _mirror(p, defined)
-    p[96] += (gaze[0] * ew * 0.5, gaze[1] * eh * 0.4)
-    p[97] += (gaze[0] * ew * 0.5, gaze[1] * eh * 0.4)
+    p[list(PUPILS)] += (gaze[0] * ew * 0.5, gaze[1] * eh * 0.4)
     if np.isnan(p).any():
         raise RuntimeError(f"template points left undefined: {np.flatnonzero(np.isnan(p[:, 0])).tolist()}")
     return p
@@ -162,42 +174,44 @@ def draw_face(image: np.ndarray, pts: np.ndarray, rng: np.random.Generator, make
     skin = np.array([rng.uniform(120, 240), rng.uniform(80, 200), rng.uniform(60, 170)])
     skin_c = tuple(float(v) for v in skin)
     dark = tuple(float(v) for v in skin * 0.45)
-    face_w = np.linalg.norm(pts[32] - pts[0])
+    contour = pts[slice(*CONTOUR)]
+    face_w = np.linalg.norm(contour[-1] - contour[0])
     # Head: the contour plus a forehead arc over the brows.
-    mid = (pts[0] + pts[32]) / 2
-    up = mid - pts[16]
+    mid = (contour[0] + contour[-1]) / 2
+    up = mid - pts[CHIN]
     up = up / (np.linalg.norm(up) + 1e-9)
-    arc = [mid + (pts[32] - mid) * math.cos(a) + up * face_w * 0.55 * math.sin(a)
+    arc = [mid + (contour[-1] - mid) * math.cos(a) + up * face_w * 0.55 * math.sin(a)
            for a in np.linspace(0, math.pi, 24)[1:-1]]
-    head = np.concatenate([pts[0:33], np.array(arc)], axis=0)
+    head = np.concatenate([contour, np.array(arc)], axis=0)
     cv2.fillPoly(image, [_fixed(head)], skin_c, line, shift)
     th = max(1, int(round(face_w / 120)))
-    cv2.polylines(image, [_fixed(pts[0:33])], False, dark, th, line, shift)
+    cv2.polylines(image, [_fixed(contour)], False, dark, th, line, shift)
     brow_c = tuple(float(v) for v in rng.uniform(10, 90, 3))
-    for lo in (33, 42):
-        cv2.fillPoly(image, [_fixed(pts[lo:lo + 9])], brow_c, line, shift)
-    for lo, hi in ((60, 68), (68, 76)):
+    for lo, hi in (RIGHT_BROW, LEFT_BROW):
+        cv2.fillPoly(image, [_fixed(pts[lo:hi])], brow_c, line, shift)
+    for lo, hi in (RIGHT_EYE, LEFT_EYE):
         if makeup:
             lid = pts[lo:hi].copy()
             c = lid.mean(axis=0)
             cv2.fillPoly(image, [_fixed(c + (lid - c) * 1.5)], (150, 60, 170), line, shift)
         cv2.fillPoly(image, [_fixed(pts[lo:hi])], (245, 245, 240), line, shift)
         cv2.polylines(image, [_fixed(pts[lo:hi])], True, (40, 30, 30), th, line, shift)
-    eye_h = max(np.linalg.norm(pts[62] - pts[66]), np.linalg.norm(pts[70] - pts[74]))
+    # lid opening: upper-lid middle (start + 2) to lower-lid middle (start + 6) of each eye
+    eye_h = max(np.linalg.norm(pts[lo + 2] - pts[lo + 6]) for lo, _ in (RIGHT_EYE, LEFT_EYE))
     radius = max(1.0, 0.45 * eye_h)
     iris = tuple(float(v) for v in rng.uniform(20, 120, 3))
-    for i in (96, 97):
+    for i in PUPILS:
         cv2.circle(image, tuple(int(v) for v in _fixed(pts[i])), int(radius * (1 << shift)), iris, -1, line, shift)
         cv2.circle(image, tuple(int(v) for v in _fixed(pts[i])), int(radius * 0.45 * (1 << shift)),
                    (10, 10, 10), -1, line, shift)
-    cv2.polylines(image, [_fixed(pts[51:55])], False, dark, th, line, shift)
-    cv2.polylines(image, [_fixed(pts[55:60])], False, dark, th, line, shift)
+    for lo, hi in (NOSE_BRIDGE, LOWER_NOSE):
+        cv2.polylines(image, [_fixed(pts[lo:hi])], False, dark, th, line, shift)
     lip = (220, 20, 60) if makeup else tuple(float(v) for v in skin * np.array([0.9, 0.55, 0.55]))
-    cv2.fillPoly(image, [_fixed(pts[76:88])], lip, line, shift)
-    cv2.fillPoly(image, [_fixed(pts[88:96])], (60, 15, 20), line, shift)
+    cv2.fillPoly(image, [_fixed(pts[slice(*OUTER_LIP)])], lip, line, shift)
+    cv2.fillPoly(image, [_fixed(pts[slice(*INNER_LIP)])], (60, 15, 20), line, shift)
 
 
-def make_face(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, Sample]:
+def make_face(rng: np.random.Generator, size: int = INPUT_SIZE) -> tuple[np.ndarray, Sample]:
     """One (size, size, 3) uint8 RGB image with one drawn face and its ``Sample`` (image name unset)."""
     mouth_open = float(rng.uniform(0, 1) ** 2)
     template = face_template(
@@ -242,7 +256,7 @@ def make_face(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, Sa
     return image, sample
 
 
-def write_synthetic_wflw(out: str | os.PathLike, num_train: int, num_test: int, size: int = 256,
+def write_synthetic_wflw(out: str | os.PathLike, num_train: int, num_test: int, size: int = INPUT_SIZE,
                          seed: int = 0) -> WFLWTree:
     """Write a WFLW-layout tree of drawn faces under ``out``; returns its ``WFLWTree``."""
     if num_train < 1 or num_test < 1:
@@ -278,7 +292,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("out", type=Path, help="root folder to write (WFLW_images/, WFLW_annotations/)")
     parser.add_argument("--num-train", type=int, default=200, help="training faces (one per image)")
     parser.add_argument("--num-test", type=int, default=50, help="test faces (one per image)")
-    parser.add_argument("--size", type=int, default=256, help="image side in pixels")
+    parser.add_argument("--size", type=int, default=INPUT_SIZE, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     return parser.parse_args(argv)
 

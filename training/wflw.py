@@ -23,11 +23,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from model.constants import CROP_PADDING, INPUT_SIZE
-from model.geometry import box_to_crop, crop_matrix, landmark_box
+from model.codec import encode
+from model.constants import CROP_PADDING, INPUT_SIZE, MIN_INPUT_SIZE
+from model.geometry import box_to_crop, landmark_box
 from model.image import read_image
+from model.io import atomic_write_text
 from model.layout import ATTRIBUTES, NUM_LANDMARKS
-from training.augment import AugmentParams, augment_crop, encode_targets, eval_crop
+from training.augment import AugmentParams, augment_crop, eval_crop
 
 # Field counts of the two text formats: 2 x 98 coordinates (+ 4 rectangle + 6 flags) + the path.
 NUM_COORDS = 2 * NUM_LANDMARKS
@@ -50,9 +52,6 @@ SUBSET_FILE_NAMES: dict[str, str] = {
     "occlusion": "occlusion",
     "blur": "blur",
 }
-
-# mmpose expresses its crop scale in units of 200 pixels.
-MMPOSE_SCALE_UNIT = 200.0
 
 BOX_MODES = ("landmarks", "rect")
 
@@ -223,8 +222,8 @@ def format_wflw_line(sample: Sample) -> str:
 
 
 def write_wflw_txt(path: str | os.PathLike, samples: list[Sample]) -> None:
-    """Write samples as annotation lines (see ``format_wflw_line``)."""
-    Path(path).write_text("".join(format_wflw_line(s) + "\n" for s in samples), encoding="utf-8")
+    """Write samples as annotation lines (see ``format_wflw_line``), atomically."""
+    atomic_write_text(path, "".join(format_wflw_line(s) + "\n" for s in samples))
 
 
 # ----------------------------------------------------------------------------- mmpose JSON
@@ -354,13 +353,51 @@ def attribute_matrix(samples: list[Sample]) -> np.ndarray:
     return np.array([s.attributes or (False,) * len(ATTRIBUTES) for s in samples], dtype=bool).reshape(-1, len(ATTRIBUTES))
 
 
+def load_test_split(tree: WFLWTree) -> tuple[list[Sample], np.ndarray]:
+    """The test faces of a WFLW tree and their (N, 6) bool subset flags (``ATTRIBUTES`` order).
+
+    The flags are the raw test list's six attribute columns: ``load_wflw_txt`` reads that file
+    only with them (207 fields a line), and they hold the same membership as the subset lists
+    ``list_98pt_test/`` (``subset_flags`` matches those by image and points). Raises
+    ``ValueError`` naming the file when the test list is empty.
+    """
+    samples = load_wflw_txt(tree.annotations("test"))
+    if not samples:
+        raise ValueError(f"{tree.annotations('test')}: no test faces")
+    return samples, attribute_matrix(samples)
+
+
 # ----------------------------------------------------------------------------- Dataset
 
 
+def mmpose_box(landmarks) -> np.ndarray:
+    """The square (4,) xyxy box mmpose's WFLW annotations hold as ``center`` and ``scale`` x 200.
+
+    The landmarks' extent rounded outward to whole pixels (floor of the minimum x and y, ceil of
+    the maximum x and y), squared about its middle with the longer side. ``box_to_crop`` then pads
+    it by ``CROP_PADDING`` (1.25), as mmpose does. (The unrounded extent gives crops about 1 %
+    smaller and centres up to 0.6 px off over the WFLW test faces.)
+
+    Args:
+        landmarks: (98, 2) image pixels.
+
+    Returns:
+        (4,) float64 x1, y1, x2, y2 with x2 - x1 == y2 - y1.
+    """
+    extent = landmark_box(landmarks)
+    low, high = np.floor(extent[:2]), np.ceil(extent[2:])
+    center, half = (low + high) / 2.0, float(np.max(high - low)) / 2.0
+    return np.concatenate([center - half, center + half])
+
+
 def crop_box(sample: Sample, mode: str) -> np.ndarray:
-    """The (4,) box a crop starts from: the landmarks' extent (as mmpose evaluates) or the rectangle."""
+    """The (4,) xyxy box a crop starts from (``box_to_crop`` pads it by 1.25).
+
+    Modes: ``landmarks`` = mmpose's box from the landmarks (``mmpose_box``; how the published
+    4.44 was measured, and what training crops use), ``rect`` = the WFLW detection rectangle.
+    """
     if mode == "landmarks":
-        return landmark_box(sample.landmarks)
+        return mmpose_box(sample.landmarks)
     if mode == "rect":
         return np.asarray(sample.box, dtype=np.float64)
     raise ValueError(f"box mode must be one of {BOX_MODES}, got {mode!r}")
@@ -391,8 +428,8 @@ class WFLWDataset(Dataset):
                  cache_bytes: int = DECODED_CACHE_BYTES) -> None:
         if box_mode not in BOX_MODES:
             raise ValueError(f"box_mode must be one of {BOX_MODES}, got {box_mode!r}")
-        if input_size < 16:
-            raise ValueError(f"input_size must be at least 16 pixels, got {input_size}")
+        if input_size < MIN_INPUT_SIZE:
+            raise ValueError(f"input_size must be at least {MIN_INPUT_SIZE} pixels, got {input_size}")
         self.samples = list(samples)
         self.images_dir = Path(images_dir)
         self.input_size = int(input_size)
@@ -434,7 +471,7 @@ class WFLWDataset(Dataset):
             rng = np.random.default_rng([self.seed, self.epoch, index])
             crop, points, matrix = augment_crop(image, sample.landmarks, center, side, self.input_size,
                                                 rng, self.augment)
-        target, weight = encode_targets(points, self.input_size)
+        target, weight = encode(points, self.input_size)
         return {
             "image": torch.from_numpy(crop),
             "target": torch.from_numpy(target),
@@ -442,9 +479,3 @@ class WFLWDataset(Dataset):
             "matrix": torch.from_numpy(matrix),
             "index": index,
         }
-
-
-def eval_crop_matrix(sample: Sample, box_mode: str, input_size: int) -> np.ndarray:
-    """The image -> crop map evaluation uses for a sample (no augmentation)."""
-    center, side = box_to_crop(crop_box(sample, box_mode), CROP_PADDING)
-    return crop_matrix(center, side, output_size=input_size)

@@ -14,11 +14,13 @@ import shutil
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from model.geometry import box_to_crop, landmark_box
 from model.image import read_image
 from model.layout import EYE_CORNERS, NUM_LANDMARKS
 from training import metrics
+from training.evaluate import write_predictions
 from training.wflw import Sample, WFLWTree, format_wflw_line, load_wflw_json, load_wflw_txt
 
 # NME fraction given to each face of the small tree (6 synthetic + 4 real faces), in test-list order.
@@ -30,13 +32,14 @@ FOOTBALL = "36_Football_americanfootball_ball_36_415.jpg"  # a real WFLW test im
 def wflw_server(tmp_path_factory, small_wflw_root, mean_shape_checkpoint, artifacts_dir, app_server):
     samples = load_wflw_txt(WFLWTree(small_wflw_root).annotations("test"))
     assert len(samples) == len(TARGET_NME)
-    records = []
-    for i, (s, d) in enumerate(zip(samples, TARGET_NME)):
+    pred = []
+    for s, d in zip(samples, TARGET_NME):
         iod = float(np.linalg.norm(s.landmarks[EYE_CORNERS[0]] - s.landmarks[EYE_CORNERS[1]]))
-        records.append({"image": s.image, "index": i, "nme": d, "pred": (s.landmarks + [d * iod, 0.0]).tolist(),
-                        "gt": np.round(s.landmarks, 3).tolist(), "attributes": None})
+        pred.append(s.landmarks + [d * iod, 0.0])
     predictions = tmp_path_factory.mktemp("evaluate") / "predictions.json"
-    predictions.write_text(json.dumps(records))
+    write_predictions(predictions, samples, np.stack(pred), {
+        "checkpoint": "hand-made", "sha256": "", "flip_test": False, "flip_convention": "1.x",
+        "box_mode": "landmarks", "input_size": 256})
     args = ["--weights", mean_shape_checkpoint, "--wflw-root", small_wflw_root, "--predictions", predictions,
             "--review-db", tmp_path_factory.mktemp("db") / "review.sqlite", "--device", "cpu", "--no-flip"]
     server = app_server([str(a) for a in args], artifacts_dir / "app-api-wflw.log").start()
@@ -80,7 +83,7 @@ def test_predictions_file_feeds_the_browser(wflw_server):
     assert rows["FR@0.1 (%)"][1] == pytest.approx(100 * np.mean(np.array(TARGET_NME) > 0.1), abs=0.01)
     assert rows["faces"][1] == len(TARGET_NME)
 
-    items, count = client.predict("all", 0, 100, api_name="/gallery")  # the order State stays on the server
+    items, count = client.predict("all", 0, "", api_name="/gallery")  # no upper bound  # the order State stays on the server
     worst_first = [int(i) for i in np.argsort(-np.array(TARGET_NME), kind="stable")]
     captions = _captions(items)
     assert "10 face(s) match" in count
@@ -89,7 +92,7 @@ def test_predictions_file_feeds_the_browser(wflw_server):
     assert [c[1] for c in captions] == pytest.approx([100 * TARGET_NME[i] for i in worst_first], abs=0.006)
 
     # The NME filter narrows the same ranking: faces with 5-10 % only.
-    items, count = client.predict("all", 5, 10, api_name="/gallery")
+    items, count = client.predict("all", 5, "10", api_name="/gallery")
     assert [c[2] for c in _captions(items)] == [i for i in worst_first if 0.05 <= TARGET_NME[i] <= 0.10]
 
 
@@ -109,8 +112,9 @@ def test_uploaded_wflw_image_gets_nme_and_rank(wflw_server, shared_data):
     expected = float(metrics.nme(np.asarray(face["landmarks"])[None], truth.landmarks[None])[0])
     assert face["nme"] == pytest.approx(expected, abs=1e-4)
 
+    # /describe draws the faces /predict kept for this client's session (no network, no JSON re-parsing)
     annotated, _, table, json_file, summary, text = client.predict(
-        handle_file(str(photo)), False, "", None, text, api_name="/describe")
+        handle_file(str(photo)), False, "", None, "reading order", api_name="/describe")
     assert f"NME **{100 * expected:.2f} %**, rank {_rank(expected)} / {len(TARGET_NME)}" in summary
     ranks = [row[-1] for row in table["data"] if row[-1]]
     assert ranks == [f"{_rank(expected)} / {len(TARGET_NME)}"]
@@ -130,10 +134,10 @@ def test_pasted_annotation_line_gives_nme_and_is_drawn(wflw_server, shared_data,
 
     _, text = client.predict(handle_file(str(photo)), api_name="/predict")
     assert not any("nme" in f for f in json.loads(text)["faces"])
-    plain, _, _, _, plain_summary, _ = client.predict(handle_file(str(photo)), False, "", None, text,
+    plain, _, _, _, plain_summary, _ = client.predict(handle_file(str(photo)), False, "", None, "reading order",
                                                       api_name="/describe")
     annotated, _, _, json_file, summary, described = client.predict(handle_file(str(photo)), False, line, None,
-                                                                    text, api_name="/describe")
+                                                                    "reading order", api_name="/describe")
     faces = json.loads(described)["faces"]
     with_nme = [f for f in faces if f.get("nme") is not None]
     assert len(with_nme) == 1
@@ -145,8 +149,9 @@ def test_pasted_annotation_line_gives_nme_and_is_drawn(wflw_server, shared_data,
     assert _green_near(plain, truth.landmarks) < 0.2 * NUM_LANDMARKS
     assert json_file.endswith("pasted_truth.json")
 
-    with pytest.raises(Exception, match="Ground truth: pasted line 1: expected 207 or 197 fields, got 204"):
-        client.predict(handle_file(str(photo)), False, line.rsplit(" ", 3)[0], None, text, api_name="/describe")
+    with pytest.raises(AppError, match="Ground truth: pasted line 1: expected 207 or 197 fields, got 204"):
+        client.predict(handle_file(str(photo)), False, line.rsplit(" ", 3)[0], None, "reading order",
+                       api_name="/describe")
 
 
 def test_labels_toggle_without_a_result_is_a_quiet_no_op(wflw_server, shared_data):
@@ -154,9 +159,11 @@ def test_labels_toggle_without_a_result_is_a_quiet_no_op(wflw_server, shared_dat
     changes nothing and raises nothing; with a result it redraws."""
     _, client = wflw_server
     skip = {"__type__": "update"}  # gr.skip(): every output left as it was
-    assert client.predict(None, True, "", None, "", api_name="/redraw") == (skip,) * 6
+    fresh = Client(wflw_server[0].url, verbose=False)  # a session that has run nothing yet
+    assert fresh.predict(None, True, "", None, "reading order", api_name="/redraw") == (skip,) * 6
     photo = shared_data / "mmpose-tests" / "wflw" / FOOTBALL
-    assert client.predict(handle_file(str(photo)), True, "", None, "", api_name="/redraw") == (skip,) * 6
-    _, text = client.predict(handle_file(str(photo)), api_name="/predict")
-    annotated, *_, summary, _ = client.predict(handle_file(str(photo)), True, "", None, text, api_name="/redraw")
+    assert fresh.predict(handle_file(str(photo)), True, "", None, "reading order", api_name="/redraw") == (skip,) * 6
+    fresh.predict(handle_file(str(photo)), api_name="/predict")
+    annotated, *_, summary, _ = fresh.predict(handle_file(str(photo)), True, "", None, "reading order",
+                                              api_name="/redraw")
     assert annotated and "3 face(s)" in summary

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 
 from model.image import read_image
 from model.pipeline import Predictor
@@ -52,16 +52,16 @@ def page_of(browser_factory):
 
 
 def _tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name).click()
-    time.sleep(0.5)
+    tab = page.get_by_role("tab", name=name)
+    tab.click()
+    expect(tab).to_have_attribute("aria-selected", "true")
 
 
 def test_upload_flow(studio, page_of, artifacts_dir, tmp_path):
     page = page_of(studio["server"].url)
     # Toggling the labels before any upload is a quiet no-op (no "Upload an image first." pop-up).
+    # (A pop-up would stay 10 s: checked after the run below, which starts after the toggles' events.)
     page.get_by_label("Show landmark indices").first.check()
-    time.sleep(2)
-    assert page.locator(".toast-body").count() == 0
     page.get_by_label("Show landmark indices").first.uncheck()
 
     # The Examples panel lists the photos shipped in assets/ (README.md is not an image).
@@ -74,6 +74,7 @@ def test_upload_flow(studio, page_of, artifacts_dir, tmp_path):
     page.locator("#upload-summary").get_by_text("1 face(s)").wait_for(timeout=TIMEOUT_MS)
     page.locator("#upload-annotated img").wait_for(timeout=TIMEOUT_MS)
     page.locator("#upload-crops img").first.wait_for(timeout=TIMEOUT_MS)
+    expect(page.locator(".toast-body")).to_have_count(0)
     table = page.locator("#upload-table").inner_text()
     assert "score" in table and "NME" in table
 
@@ -171,7 +172,7 @@ def test_wflw_browser_ranks_by_nme(studio, page_of, small_wflw_root, mean_shape_
     page.get_by_role("combobox", name="Subset").click()
     page.get_by_role("option", name="occlusion").click()
     page.locator("#browser-count").get_by_text("(occlusion").wait_for(timeout=TIMEOUT_MS)
-    time.sleep(1)
+    expect(page.locator("#browser-gallery .caption-label")).to_have_count(4, timeout=TIMEOUT_MS)
     filtered = _captions(page)
     assert len(filtered) == 4 and [c[2] for c in filtered] == [i for i in order if i >= len(order) - 4]
 
@@ -183,22 +184,36 @@ def test_wflw_browser_ranks_by_nme(studio, page_of, small_wflw_root, mean_shape_
     page.screenshot(path=str(artifacts_dir / "app-browser.png"))
 
 
+def _reviewer(page, name: str) -> None:
+    box = page.locator("#review-reviewer input, #review-reviewer textarea").first
+    box.fill(name)
+    box.press("Enter")
+    expect(page.locator("#review-progress")).to_contain_text(f"{name}:", timeout=TIMEOUT_MS)
+
+
+def _open_face(page, index: int) -> None:
+    page.locator("#review-index input").fill(str(index))
+    page.click("#review-open")
+    page.locator("#review-info").get_by_text(f"Face {index}").wait_for(timeout=TIMEOUT_MS)
+    expect(page.locator("#review-editor .le-svg")).to_be_visible(timeout=TIMEOUT_MS)
+
+
 def test_review_survives_restart(studio, page_of, small_wflw_root, artifacts_dir):
     page = page_of(studio["server"].url)
     _tab(page, "Review")
-    page.locator("#review-index input").fill("7")
-    page.click("#review-open")
-    page.locator("#review-info").get_by_text("Face 7").wait_for(timeout=TIMEOUT_MS)
+    _reviewer(page, "ana")
+    _open_face(page, 7)
     page.locator("#review-verdict").get_by_text("annotation wrong").click()
-    page.locator("#review-progress").get_by_text("Reviewed 1 /").wait_for(timeout=TIMEOUT_MS)
+    expect(page.locator("#review-progress")).to_contain_text("ana: 1 /", timeout=TIMEOUT_MS)
     page.locator("#review-note textarea").fill("chin point sits on the collar")
-    page.locator("#review-point input").fill("16")
-    page.locator("#review-point input").press("Tab")
     page.locator("#review-note textarea").press("Tab")  # blur saves the note
     page.locator("#review-status").get_by_text("Note saved").wait_for(timeout=TIMEOUT_MS)
-    image = page.locator("#review-image img")
-    box = image.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.75)
+    chin = page.locator("#review-editor .le-hit[data-i='16']").bounding_box()
+    x, y = chin["x"] + chin["width"] / 2, chin["y"] + chin["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 10, y + 25, steps=4)
+    page.mouse.up()
     page.locator("#review-status").get_by_text("Point 16 of face 7").wait_for(timeout=TIMEOUT_MS)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(artifacts_dir / "app-review.png"))
@@ -208,10 +223,10 @@ def test_review_survives_restart(studio, page_of, small_wflw_root, artifacts_dir
     studio["server"] = studio["cls"](studio["args"], artifacts_dir / "app-browser-tests-restart.log").start()
     page = page_of(studio["server"].url)
     _tab(page, "Review")
-    page.locator("#review-progress").get_by_text("Reviewed 1 /").wait_for(timeout=TIMEOUT_MS)
-    page.locator("#review-index input").fill("7")
-    page.click("#review-open")
-    page.locator("#review-info").get_by_text("Corrected points: 16").wait_for(timeout=TIMEOUT_MS)
+    page.locator("#review-progress").get_by_text("all reviewers: 1 /").wait_for(timeout=TIMEOUT_MS)
+    _reviewer(page, "ana")
+    _open_face(page, 7)
+    expect(page.locator("#review-editor .le-fixed[data-i='16']")).to_have_count(1)
     assert page.locator("#review-note textarea").input_value() == "chin point sits on the collar"
     assert page.locator("#review-verdict input[value='annotation wrong']").is_checked()
 
@@ -224,10 +239,15 @@ def test_review_survives_restart(studio, page_of, small_wflw_root, artifacts_dir
             links.nth(i).click()
         d = info.value
         downloads[d.suggested_filename] = Path(d.path()).read_text()
-    rows = json.loads(downloads["review.json"])["faces"]
+    data = json.loads(downloads["review.json"])
+    rows = data["faces"]
     assert len(rows) == 1 and rows[0]["face_index"] == 7 and rows[0]["verdict"] == "annotation wrong"
+    assert rows[0]["reviewer"] == "ana" and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z", rows[0]["updated"])
     assert rows[0]["note"] == "chin point sits on the collar" and list(rows[0]["corrections"]) == ["16"]
+    assert data["provenance"]["box_mode"] == "landmarks" and data["provenance"]["flip_test"] is True
     assert "annotation wrong" in downloads["review.csv"] and "chin point sits on the collar" in downloads["review.csv"]
+    fx, fy = rows[0]["corrections"]["16"]
+    assert f"16 {fx:.3f} {fy:.3f}" in downloads["review.csv"]  # the correction's coordinates, not only its index
     corrected = downloads["list_98pt_rect_attr_test_corrected.txt"].splitlines()
     original = load_wflw_txt(WFLWTree(small_wflw_root).annotations("test"))
     assert len(corrected) == len(original)

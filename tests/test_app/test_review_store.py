@@ -4,12 +4,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sqlite3
 
 import numpy as np
 import pytest
 
-from app.review_store import SCHEMA_VERSION, VERDICTS, ReviewStore, face_key
+from app.review_store import LEGACY_REVIEWER, SCHEMA_VERSION, VERDICTS, ReviewStore, apply_corrections, face_key
 from training.wflw import Sample, load_wflw_txt
 
 
@@ -63,25 +64,90 @@ def test_bad_input_is_refused(tmp_path):
 def test_exports_match_what_was_stored(tmp_path):
     samples = _samples()
     store = ReviewStore(tmp_path / "review.sqlite")
-    store.set_verdict(2, samples[2].image, "prediction wrong")
-    store.set_note(2, samples[2].image, 'quote " and, comma')
-    store.set_correction(0, samples[0].image, 5, 1.5, 2.5)
+    store.set_verdict(2, samples[2].image, "prediction wrong", reviewer="ana")
+    store.set_note(2, samples[2].image, 'quote " and, comma', reviewer="ana")
+    store.set_correction(0, samples[0].image, 5, 1.5, 2.5, reviewer="ana")
+    store.set_correction(0, samples[0].image, 60, 10.25, 20.125, reviewer="ana")
 
     rows = list(csv.DictReader(io.StringIO(store.export_csv())))
-    assert [(r["face_key"], r["verdict"], r["note"], r["corrected_points"]) for r in rows] == [
-        (face_key(0, samples[0].image), "", "", "5"),
-        (face_key(2, samples[2].image), "prediction wrong", 'quote " and, comma', ""),
+    assert [(r["face_key"], r["reviewer"], r["verdict"], r["note"], r["corrections"]) for r in rows] == [
+        (face_key(0, samples[0].image), "ana", "", "", "5 1.500 2.500; 60 10.250 20.125"),
+        (face_key(2, samples[2].image), "ana", "prediction wrong", 'quote " and, comma', ""),
     ]
-    data = json.loads(store.export_json())
-    assert data["schema_version"] == SCHEMA_VERSION
-    assert data["faces"][0]["corrections"] == {"5": [1.5, 2.5]}
+    # ISO 8601 UTC times, not bare Unix seconds
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["updated"]) for r in rows)
+    provenance = {"checkpoint": "best.pth", "checkpoint_sha256": "ab" * 32, "flip_test": True, "box": "landmarks"}
+    data = json.loads(store.export_json(provenance))
+    assert data["schema_version"] == SCHEMA_VERSION and data["provenance"] == provenance
+    assert data["faces"][0]["corrections"] == {"5": [1.5, 2.5], "60": [10.25, 20.125]}
+    assert data["faces"][0]["reviewer"] == "ana" and data["faces"][0]["updated"].endswith("Z")
 
     out = tmp_path / "list_98pt_rect_attr_test.txt"
-    out.write_text(store.export_wflw(samples))
+    out.write_text(store.export_wflw(samples, image_sizes={samples[1].image: (60, 50)}))
     back = load_wflw_txt(out)
     assert len(back) == 3 and [s.image for s in back] == [s.image for s in samples]
     expected = samples[0].landmarks.copy()
     expected[5] = (1.5, 2.5)
+    expected[60] = (10.25, 20.125)
     np.testing.assert_array_equal(back[0].landmarks, expected)
     np.testing.assert_array_equal(back[1].landmarks, samples[1].landmarks)
     assert back[1].attributes == samples[1].attributes
+    # the 0..100 box of a 60 x 50 image is clipped to its last pixel; the others are untouched
+    np.testing.assert_array_equal(back[1].box, [0, 0, 59, 49])
+    np.testing.assert_array_equal(back[0].box, [0, 0, 100, 100])
+
+
+def test_apply_corrections_copies_and_checks():
+    landmarks = np.zeros((98, 2), np.float32)
+    fixed = apply_corrections(landmarks, {3: (1.0, 2.0), 97: [4.0, 5.0]})
+    assert fixed[3].tolist() == [1.0, 2.0] and fixed[97].tolist() == [4.0, 5.0]
+    assert np.count_nonzero(fixed) == 4 and np.count_nonzero(landmarks) == 0  # input untouched
+    with pytest.raises(ValueError, match="landmark index must be in 0..97, got 98"):
+        apply_corrections(landmarks, {98: (0.0, 0.0)})
+
+
+def test_reviewers_are_kept_apart_and_logged(tmp_path):
+    store = ReviewStore(tmp_path / "review.sqlite")
+    store.set_verdict(0, "a.jpg", "annotation wrong", reviewer="ana")
+    store.set_verdict(0, "a.jpg", "annotation correct", reviewer="ben")
+    store.set_correction(0, "a.jpg", 16, 3.0, 4.0, reviewer="ana")
+    assert store.get(0, "a.jpg", reviewer="ana")["verdict"] == "annotation wrong"
+    assert store.get(0, "a.jpg", reviewer="ben") == {"verdict": "annotation correct", "note": "", "corrections": {}}
+    assert store.progress() == 1 and store.progress("ana") == 1 and store.progress("cy") == 0
+
+    # a verdict can be cleared; an undone first move leaves no correction
+    store.set_verdict(0, "a.jpg", None, reviewer="ana")
+    store.clear_correction(0, "a.jpg", 16, reviewer="ana")
+    assert store.get(0, "a.jpg", reviewer="ana") == {"verdict": None, "note": "", "corrections": {}}
+    assert store.progress("ana") == 0 and store.reviewed_keys("ben") == {face_key(0, "a.jpg")}
+    assert [(a["reviewer"], a["action"], a["detail"]) for a in store.actions()] == [
+        ("ana", "verdict", "annotation wrong"), ("ben", "verdict", "annotation correct"),
+        ("ana", "move", "16 3.000 4.000"), ("ana", "verdict", ""), ("ana", "unmove", "16")]
+    with pytest.raises(ValueError, match="reviewer name is empty"):
+        store.set_verdict(0, "a.jpg", VERDICTS[0], reviewer="  ")
+
+
+def test_version_1_file_is_migrated(tmp_path):
+    path = tmp_path / "review.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        INSERT INTO schema_version VALUES (1);
+        CREATE TABLE reviews (face_key TEXT PRIMARY KEY, image TEXT NOT NULL, face_index INTEGER NOT NULL,
+                              verdict TEXT, note TEXT NOT NULL DEFAULT '', updated REAL NOT NULL);
+        CREATE TABLE corrections (face_key TEXT NOT NULL REFERENCES reviews(face_key), point INTEGER NOT NULL,
+                                  x REAL NOT NULL, y REAL NOT NULL, updated REAL NOT NULL,
+                                  PRIMARY KEY (face_key, point));
+        INSERT INTO reviews VALUES ('3:b.jpg', 'b.jpg', 3, 'ambiguous', 'old note', 1000.0);
+        INSERT INTO corrections VALUES ('3:b.jpg', 7, 1.5, 2.5, 1000.0);
+    """)
+    conn.close()
+    store = ReviewStore(path)
+    assert store.get(3, "b.jpg", reviewer=LEGACY_REVIEWER) == {
+        "verdict": "ambiguous", "note": "old note", "corrections": {7: (1.5, 2.5)}}
+    store.set_verdict(3, "b.jpg", "annotation correct", reviewer="ana")
+    store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from model import backends
-from model.backends import (ACCURACY_BOUND_PX, AUTO, DEFAULT_CPU_BACKEND, ONNX, ONNX_INT8, TORCH, OnnxBackend,
-                            TorchBackend, add_backend_argument, calibration_crops, check_backend,
+from model.backends import (ACCURACY_BOUND_PX, AUTO, BF16, DEFAULT_CPU_BACKEND, FP32, ONNX, ONNX_INT8, TORCH,
+                            OnnxBackend, TorchBackend, add_backend_argument, calibration_crops, check_backend,
                             onnx_model_path, resolve_backend)
-from model.constants import COORD_SCALE, CROP_PADDING
+from model.constants import CROP_PADDING, INPUT_SIZE
 from model.image import read_image
 from model.layout import NUM_LANDMARKS
 from model.network import LandmarkRegressor, normalize
@@ -62,6 +62,22 @@ def test_backend_names_and_errors():
         resolve_backend(ONNX, torch.device("cuda"))
     with pytest.raises(ValueError, match="backend must be one of"):
         Predictor(weights=LandmarkRegressor(), device="cpu", backend="fast")
+    # bf16 is torch's (autocast); auto picks torch for it even on CPU, ONNX refuses it
+    assert resolve_backend(AUTO, CPU, BF16) == TORCH and resolve_backend(AUTO, CPU, FP32) == DEFAULT_CPU_BACKEND
+    with pytest.raises(ValueError, match="backend 'onnx-int8' has no bf16 mode; got precision 'bf16'"):
+        resolve_backend(ONNX_INT8, CPU, BF16)
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16; got 'int4'"):
+        resolve_backend(TORCH, CPU, "int4")
+
+
+def test_torch_backend_is_fp32_unless_bf16_is_asked(random_regressor, face_crop):
+    """fp32 by default (as mmpose evaluates) on every device; bf16 autocast moves the outputs."""
+    x = normalize(torch.from_numpy(face_crop))
+    with torch.no_grad():
+        reference = random_regressor(x).numpy()
+    np.testing.assert_array_equal(TorchBackend(random_regressor, CPU)(face_crop), reference)
+    bf16 = TorchBackend(random_regressor, CPU, precision=BF16)(face_crop)
+    assert bf16.dtype == np.float32 and 0 < np.abs(bf16 - reference).max() < 0.05 * np.abs(reference).max()
 
 
 def test_backend_command_line_flag():
@@ -105,12 +121,12 @@ def test_default_predictor_agrees_with_eager_within_the_bound(tmp_path, monkeypa
     fast = Predictor(weights=model, device="cpu")  # the default: the fastest path within the bound
     assert fast.backend_name == DEFAULT_CPU_BACKEND
     crops = crop_faces(image, boxes)[0]
-    deviation = np.linalg.norm(fast.predict_crops(crops) - eager.predict_crops(crops), axis=-1).mean() * COORD_SCALE
+    deviation = np.linalg.norm(fast.predict_crops(crops) - eager.predict_crops(crops), axis=-1).mean() * INPUT_SIZE
     assert deviation < ACCURACY_BOUND_PX
     # the same agreement through predict_boxes, in image pixels (crop side / 256 px per crop pixel)
     side = CROP_PADDING * (boxes[:, 2:] - boxes[:, :2]).max(axis=1)
     image_dev = np.linalg.norm(fast.predict_boxes(image, boxes) - eager.predict_boxes(image, boxes), axis=-1)
-    assert (image_dev.mean(axis=1) / (side / COORD_SCALE)).mean() < ACCURACY_BOUND_PX
+    assert (image_dev.mean(axis=1) / (side / INPUT_SIZE)).mean() < ACCURACY_BOUND_PX
 
 
 def test_int8_graph_is_built_from_calibration_crops(tmp_path, random_regressor, face_crop):

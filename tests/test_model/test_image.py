@@ -1,6 +1,4 @@
 import io
-import struct
-import zlib
 
 import cv2
 import numpy as np
@@ -8,6 +6,7 @@ import pytest
 from PIL import Image
 
 from model.image import ImageError, check_image_array, read_image
+from tests.helpers import png_header
 
 
 def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -80,19 +79,12 @@ def test_animated_gif_uses_the_first_frame():
     assert out[5, 5, 0] > 200 and out[5, 5, 2] < 60
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    def chunk(kind, payload):
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
-
-
 def test_decompression_bomb_refused_before_decoding():
     # Pillow's own guard answers first for this size; ours for anything above 50 MP
     with pytest.raises(ImageError, match="bomb.png: image is larger than the limit of 50 megapixels .*1600000000 pixels.*refused before decoding"):
-        read_image(_png_header_only(40000, 40000), name="bomb.png")
+        read_image(png_header(40000, 40000), name="bomb.png")
     with pytest.raises(ImageError, match="big.png: image is 10000x6000 = 60 megapixels, .*limit of 50; refused before decoding"):
-        read_image(_png_header_only(10000, 6000), name="big.png")
+        read_image(png_header(10000, 6000), name="big.png")
 
 
 @pytest.mark.parametrize("data, reason", [

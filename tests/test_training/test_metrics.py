@@ -3,8 +3,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from model.layout import ATTRIBUTES, EYE_CORNERS, NUM_LANDMARKS
-from training.metrics import (ced_curve, ced_figure, format_table, fr_auc, nme, per_landmark_error,
-                              subset_table)
+from model.layout import REGION_COLORS, REGIONS
+from training.metrics import (CED_MARGIN, ced_curve, ced_figure, format_table, fr_auc, landmark_figure, nme,
+                              per_landmark_error, subset_table)
 
 
 def _faces():
@@ -64,6 +65,30 @@ def test_subset_table_and_format():
         subset_table(errors, flags[:3])
 
 
-def test_ced_figure():
+def test_ced_figure_axis_fits_the_data():
     fig = ced_figure({"a": np.array([0.01, 0.05, 0.2])})
     assert isinstance(fig, Figure) and len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert ax.get_xlim() == pytest.approx((0, 20 * CED_MARGIN))  # past the 20 % face, in percent
+    curve, threshold = ax.lines[0], ax.lines[1]
+    assert curve.get_ydata()[-1] == pytest.approx(100)  # every face counted by the right edge
+    assert list(threshold.get_xdata()) == [10, 10]  # the failure threshold, marked
+    assert "failure threshold 10%" in [t.get_text() for t in ax.get_legend().get_texts()]
+    # small errors: the axis still reaches the 10 % threshold
+    assert ced_figure({"b": np.array([0.01, 0.02])}).axes[0].get_xlim() == pytest.approx((0, 10))
+    with pytest.raises(ValueError, match="curves is empty"):
+        ced_figure({})
+
+
+def test_landmark_figure_by_region():
+    errors = np.arange(NUM_LANDMARKS) / 1000.0
+    ax = landmark_figure(errors).axes[0]
+    bars = ax.patches
+    assert len(bars) == NUM_LANDMARKS
+    assert [b.get_height() for b in bars] == pytest.approx(100 * errors)  # percent
+    lo, _ = REGIONS["outer_lip"]
+    np.testing.assert_allclose(bars[lo].get_facecolor()[:3], np.array(REGION_COLORS["outer_lip"]) / 255)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "contour" in labels and "right eye, left eye" in labels and "pupils" in labels
+    with pytest.raises(ValueError, match="per_landmark must be 98 finite errors"):
+        landmark_figure(np.zeros(5))

@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from model.geometry import landmark_box
+from model.constants import CROP_PADDING
+from model.geometry import box_to_crop, landmark_box
 from model.layout import ATTRIBUTES, NUM_LANDMARKS
 from training.augment import AugmentParams
-from training.wflw import (RAW_FIELDS, SUBSET_FIELDS, Sample, WFLWDataset, find_wflw_root, format_wflw_line,
-                           load_wflw_json, load_wflw_txt, parse_wflw_line, resolve_image, subset_flags)
+from training.wflw import (RAW_FIELDS, SUBSET_FIELDS, Sample, WFLWDataset, crop_box, find_wflw_root,
+                           format_wflw_line, load_test_split, load_wflw_json, load_wflw_txt, parse_wflw_line,
+                           resolve_image, subset_flags, write_wflw_txt)
 
 
 def _sample(rng, attributes=(True, False, False, True, False, False)) -> Sample:
@@ -60,12 +62,47 @@ def test_mmpose_json(shared_data):
     samples = load_wflw_json(shared_data / "mmpose-tests" / "wflw" / "test_wflw.json")
     assert len(samples) == 4
     assert samples[0].image == "36_Football_americanfootball_ball_36_415.jpg"
-    for s in samples:
-        assert s.landmarks.shape == (NUM_LANDMARKS, 2)
-        box = landmark_box(s.landmarks)
-        # SPEC 6: center = landmark-box centre rounded to 0.5 px, scale x 200 = longest extent rounded up
-        np.testing.assert_allclose(s.center, np.round((box[:2] + box[2:]) / 2 * 2) / 2, atol=0.5)
-        assert s.scale * 200 == pytest.approx(np.ceil(max(box[2:] - box[:2])), abs=1.0)
+    assert all(s.landmarks.shape == (NUM_LANDMARKS, 2) for s in samples)
+    # the first face as the JSON stores it (hand-copied from the file)
+    np.testing.assert_array_equal(samples[0].center, [482.5, 164.5])
+    assert samples[0].scale == pytest.approx(0.425)
+
+
+def test_landmark_crops_reproduce_mmpose(shared_data):
+    """SPEC 6: the landmark extent rounded outward, squared, padded by 1.25 gives the JSON's
+    ``center`` and ``scale`` x 200 (x 1.25) for all four faces of mmpose's test data."""
+    for s in load_wflw_json(shared_data / "mmpose-tests" / "wflw" / "test_wflw.json"):
+        box = crop_box(s, "landmarks")
+        assert box[2] - box[0] == pytest.approx(box[3] - box[1])  # square
+        center, side = box_to_crop(box, CROP_PADDING)
+        np.testing.assert_allclose(center, s.center, rtol=0, atol=1e-3)
+        assert side == pytest.approx(CROP_PADDING * 200 * s.scale, abs=1e-3)
+
+
+def test_landmark_box_rounding_by_hand():
+    pts = np.full((NUM_LANDMARKS, 2), (15.0, 5.5), np.float32)
+    pts[0], pts[1] = (10.2, 20.7), (30.1, -4.6)  # extent x 10.2..30.1, y -4.6..20.7
+    s = Sample("a.jpg", pts, np.array([0, 0, 1, 1], np.float32))
+    # rounded outward: x 10..31 (21 wide), y -5..21 (26 high): centre (20.5, 8), side 26
+    np.testing.assert_allclose(crop_box(s, "landmarks"), [7.5, -5.0, 33.5, 21.0])
+    np.testing.assert_allclose(crop_box(s, "rect"), [0, 0, 1, 1])
+    with pytest.raises(ValueError, match="box mode must be one of .* got 'face'"):
+        crop_box(s, "face")
+
+
+def test_load_test_split(tmp_path, synthetic_root):
+    tree = find_wflw_root(synthetic_root)
+    samples, flags = load_test_split(tree)
+    assert [s.image for s in samples] == [s.image for s in load_wflw_txt(tree.annotations("test"))]
+    assert flags.shape == (len(samples), len(ATTRIBUTES)) and flags.dtype == bool
+    # the flag columns are the subset lists' membership
+    lists = {name: load_wflw_txt(tree.subset_list(name)) for name in ATTRIBUTES}
+    np.testing.assert_array_equal(flags, subset_flags(samples, lists))
+    assert flags.any() and not flags.all()
+    empty = type(tree)(tmp_path)
+    write_wflw_txt(empty.annotations("test"), [])
+    with pytest.raises(ValueError, match="list_98pt_rect_attr_test.txt: no test faces"):
+        load_test_split(empty)
 
 
 @pytest.mark.parametrize("edit, message", [

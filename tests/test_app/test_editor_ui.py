@@ -1,0 +1,213 @@
+"""The review tab's point editor in Debian's chromium against a live `python -m app`: nothing is
+stored by a stray click or an early verdict, a dragged point is stored where it was dropped at two
+zoom levels, undo and redo restore, and the hotkeys work. The store is read back with SQLite."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from playwright.sync_api import expect
+
+from app.review_store import VERDICTS, ReviewStore
+from training.evaluate import write_predictions
+from training.wflw import WFLWTree, load_wflw_txt
+
+pytestmark = pytest.mark.browser
+TIMEOUT_MS = 60_000
+FACE = 7          # a real mmpose WFLW face of the small test tree
+POINT = 16       # its chin point
+REVIEWER = "ana"
+
+
+def _predictions(root, path):
+    """Ground truth shifted by a few pixels per face (face i by i + 1 px): NME order is known."""
+    samples = load_wflw_txt(WFLWTree(root).annotations("test"))
+    pred = np.stack([s.landmarks + (i + 1.0) for i, s in enumerate(samples)])
+    meta = {"checkpoint": "shifted.pth", "sha256": "0" * 64, "flip_test": True, "flip_convention": "1.x",
+            "box_mode": "landmarks", "input_size": 256}
+    write_predictions(path, samples, pred, meta)
+    return samples, pred
+
+
+@pytest.fixture(scope="module")
+def review_app(tmp_path_factory, mean_shape_checkpoint, small_wflw_root, artifacts_dir, app_server):
+    work = tmp_path_factory.mktemp("editor")
+    samples, pred = _predictions(small_wflw_root, work / "predictions.json")
+    db = work / "review.sqlite"
+    server = app_server(["--weights", str(mean_shape_checkpoint), "--wflw-root", str(small_wflw_root),
+                         "--predictions", str(work / "predictions.json"), "--review-db", str(db), "--device", "cpu"],
+                        artifacts_dir / "app-editor-tests.log").start()
+    yield {"server": server, "db": db, "samples": samples}
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def page(review_app, browser_factory):
+    context = browser_factory().new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(review_app["server"].url, wait_until="load")
+    page.wait_for_selector("#upload-run", timeout=TIMEOUT_MS)
+    page.get_by_role("tab", name="Review").click()
+    expect(page.locator("#review-editor .le-empty")).to_be_visible(timeout=TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+def _stored(app) -> tuple[dict, list]:
+    """(what the reviewer stored for FACE, the action log), read from the database file."""
+    store = ReviewStore(app["db"])
+    try:
+        return store.get(FACE, app["samples"][FACE].image, reviewer=REVIEWER), store.actions()
+    finally:
+        store.close()
+
+
+def _open(page, index: int) -> None:
+    """Open a face and wait until the editor shows it (a new value loaded, whatever face was open)."""
+    loads = page.locator("#review-editor .le-host").get_attribute("data-loads")
+    page.locator("#review-index input").fill(str(index))
+    page.click("#review-open")
+    expect(page.locator("#review-editor .le-host")).not_to_have_attribute("data-loads", loads, timeout=TIMEOUT_MS)
+    expect(page.locator("#review-info")).to_contain_text(f"Face {index} ", timeout=TIMEOUT_MS)
+    expect(page.locator(f"#review-editor .le-hit[data-i='{POINT}']")).to_have_count(1, timeout=TIMEOUT_MS)
+    page.locator("#review-editor svg.le-svg").scroll_into_view_if_needed()
+
+
+def _screen_to_image(page, sx: float, sy: float) -> tuple[float, float]:
+    """Image pixel under a screen point, from the SVG's viewBox and on-screen box (square, 'meet')."""
+    svg = page.locator("#review-editor svg.le-svg")
+    vx, vy, vw, vh = (float(v) for v in svg.get_attribute("viewBox").split())
+    box = svg.bounding_box()
+    assert abs(vw - vh) < 1e-9 and abs(box["width"] - box["height"]) < 1.0
+    return vx + (sx - box["x"]) * vw / box["width"], vy + (sy - box["y"]) * vh / box["height"]
+
+
+def _centre(page, point: int) -> tuple[float, float]:
+    b = page.locator(f"#review-editor .le-hit[data-i='{point}']").bounding_box()
+    return b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
+
+
+def _drag(page, point: int, dx: int, dy: int) -> tuple[float, float]:
+    """Drag a point by (dx, dy) screen pixels to a whole-pixel drop, and wait until the server has
+    answered (the status line changes); returns the drop in image pixels."""
+    status = page.locator("#review-status").inner_text()
+    x, y = _centre(page, point)
+    x, y = round(x), round(y)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx / 2, y + dy / 2, steps=3)
+    page.mouse.move(x + dx, y + dy, steps=3)
+    dropped = _screen_to_image(page, x + dx, y + dy)
+    page.mouse.up()
+    expect(page.locator("#review-status")).not_to_have_text(status, timeout=TIMEOUT_MS)
+    return dropped
+
+
+def test_stray_click_and_early_verdict_store_nothing(review_app, page):
+    # No face open: the verdict radio and the note are disabled, and hotkeys do nothing.
+    expect(page.locator(f"#review-verdict input[value='{VERDICTS[1]}']")).to_be_disabled()
+    expect(page.locator("#review-note textarea")).to_be_disabled()
+    page.locator("body").press("2")
+    page.locator("#review-reviewer input, #review-reviewer textarea").first.fill(REVIEWER)
+    page.locator("#review-reviewer input, #review-reviewer textarea").first.press("Enter")
+    expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 0 /", timeout=TIMEOUT_MS)
+    expect(page.locator(f"#review-verdict input[value='{VERDICTS[1]}']")).to_be_disabled()
+
+    _open(page, FACE)
+    expect(page.locator(f"#review-verdict input[value='{VERDICTS[1]}']")).to_be_enabled()
+    assert page.locator("#review-editor .le-status").inner_text().startswith(f"Face {FACE}: click")  # nothing selected
+    # A click on empty image (a corner of the crop) and a click on a point without moving it.
+    svg = page.locator("#review-editor svg.le-svg").bounding_box()
+    page.mouse.click(svg["x"] + 8, svg["y"] + 8)
+    x, y = _centre(page, POINT)
+    page.mouse.click(x, y)
+    expect(page.locator("#review-editor .le-status")).to_contain_text(f"Point {POINT} (contour)")
+    stored, actions = _stored(review_app)
+    assert stored == {"verdict": None, "note": "", "corrections": {}} and actions == []
+
+
+@pytest.mark.parametrize("wheel_steps", [0, 4])
+def test_dragged_point_is_stored_where_dropped(review_app, page, wheel_steps):
+    _open(page, FACE)  # reopening resets the view to the whole face
+    svg = page.locator("#review-editor svg.le-svg")
+    width = float(svg.get_attribute("viewBox").split()[2])
+    page.mouse.move(*_centre(page, POINT))
+    for _ in range(wheel_steps):  # zoom in around the point (x 1.25 per step)
+        page.mouse.wheel(0, -100)
+    expect(svg).to_have_attribute("viewBox", re.compile(r"\S+ \S+ " + re.escape(f"{width / 1.25 ** wheel_steps:.2f}")[:-1]))
+    dropped = _drag(page, POINT, 23, -17)
+    expect(page.locator("#review-status")).to_contain_text(f"Point {POINT} of face {FACE} moved", timeout=TIMEOUT_MS)
+    stored, _ = _stored(review_app)
+    assert stored["corrections"][POINT] == pytest.approx(dropped, abs=0.5)
+    # the corrected point is drawn as a diamond in its region's colour
+    expect(page.locator(f"#review-editor .le-fixed[data-i='{POINT}']")).to_have_count(1)
+
+
+def test_undo_redo_and_escape(review_app, page):
+    _open(page, FACE)
+    before, _ = _stored(review_app)
+    first = _drag(page, 40, 15, 10)
+    expect(page.locator("#review-status")).to_contain_text("Point 40 of face 7 moved", timeout=TIMEOUT_MS)
+    second = _drag(page, 40, -12, 6)
+    expect(page.locator("#review-status")).to_contain_text(f"({second[0]:.1f}, {second[1]:.1f})", timeout=TIMEOUT_MS)
+
+    page.locator("body").press("z")  # back to the first drop
+    expect(page.locator("#review-status")).to_contain_text(f"({first[0]:.1f}, {first[1]:.1f})", timeout=TIMEOUT_MS)
+    assert _stored(review_app)[0]["corrections"][40] == pytest.approx(first, abs=0.5)
+    page.locator("body").press("z")  # before any move: no correction at all
+    expect(page.locator("#review-status")).to_contain_text("Point 40 of face 7 is back", timeout=TIMEOUT_MS)
+    assert 40 not in _stored(review_app)[0]["corrections"]
+    page.locator("body").press("Shift+Z")  # redo
+    expect(page.locator("#review-status")).to_contain_text(f"({first[0]:.1f}, {first[1]:.1f})", timeout=TIMEOUT_MS)
+    assert _stored(review_app)[0]["corrections"][40] == pytest.approx(first, abs=0.5)
+
+    # Esc during a drag puts the point back and stores nothing.
+    count = len(_stored(review_app)[1])
+    x, y = _centre(page, 50)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 30, y + 30, steps=4)
+    page.keyboard.press("Escape")
+    page.mouse.up()
+    assert _centre(page, 50) == pytest.approx((x, y), abs=0.5)
+    stored, actions = _stored(review_app)
+    assert len(actions) == count and 50 not in stored["corrections"]
+    assert before["corrections"].keys() <= stored["corrections"].keys()
+
+
+def test_hotkeys(review_app, page):
+    samples = review_app["samples"]
+    _open(page, FACE)
+    page.locator("body").press("2")
+    expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 1 /", timeout=TIMEOUT_MS)
+    assert _stored(review_app)[0]["verdict"] == VERDICTS[1]
+    expect(page.locator(f"#review-verdict input[value='{VERDICTS[1]}']")).to_be_checked()
+    page.click("#review-clear-verdict")  # a verdict can be cleared
+    expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 0 /", timeout=TIMEOUT_MS)
+    assert _stored(review_app)[0]["verdict"] is None
+    page.locator("body").press("4")
+    expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 1 /", timeout=TIMEOUT_MS)
+
+    # n / p follow the browser's order, worst NME first: the shift is i + 1 px, so the worst face is
+    # the one with the largest shift relative to its inter-ocular distance.
+    nme = [np.mean(np.linalg.norm(np.full((98, 2), i + 1.0), axis=1)) /
+           np.linalg.norm(s.landmarks[60] - s.landmarks[72]) for i, s in enumerate(samples)]
+    order = [int(i) for i in np.argsort(-np.asarray(nme), kind="stable")]
+    at = order.index(FACE)
+    page.locator("body").press("n")
+    expect(page.locator("#review-info")).to_contain_text(f"Face {order[(at + 1) % len(order)]} ", timeout=TIMEOUT_MS)
+    page.locator("body").press("p")
+    expect(page.locator("#review-info")).to_contain_text(f"Face {FACE} ", timeout=TIMEOUT_MS)
+    page.locator("body").press("p")
+    expect(page.locator("#review-info")).to_contain_text(f"Face {order[at - 1]} ", timeout=TIMEOUT_MS)
+    # u: the next face in the order without a verdict from this reviewer skips face 7
+    page.locator("body").press("1")
+    expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 2 /", timeout=TIMEOUT_MS)
+    page.locator("body").press("u")
+    expect(page.locator("#review-info")).to_contain_text(f"Face {order[(at + 1) % len(order)]} ", timeout=TIMEOUT_MS)
+    # typing in the note box is text, not hotkeys
+    page.locator("#review-note textarea").fill("")
+    page.locator("#review-note textarea").type("n2")
+    assert page.locator("#review-note textarea").input_value() == "n2"
+    expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 2 /")

