@@ -22,7 +22,7 @@ from model.image import ImageError, read_image
 from model.layout import ATTRIBUTES, NUM_LANDMARKS, POINT_REGION
 from model.pipeline import crop_faces
 from training import metrics
-from training.evaluate import (EvaluationCancelled, file_sha256, predict_samples, read_predictions,
+from training.evaluate import (EvaluationCancelled, predict_samples, prediction_meta, read_predictions,
                                read_predictions_meta, write_predictions)
 from training.wflw import resolve_image
 
@@ -191,6 +191,18 @@ def _weights_path(ctx: AppContext) -> Path | None:
     return Path(path) if path and Path(path).is_file() else None
 
 
+def _model_meta(ctx: AppContext, unknown: str | None) -> dict:
+    """Provenance of predictions the loaded model makes here (``training.evaluate.prediction_meta``);
+    ``unknown`` stands for the checkpoint name and sha256 when the weights are not a file."""
+    p = ctx.predictor
+    settings = dict(flip_test=bool(p.flip_test), flip_convention=p.flip_convention, box_mode=BOX_MODE,
+                    input_size=int(p.input_size))
+    weights = _weights_path(ctx)
+    if weights is not None:
+        return prediction_meta(weights, **settings)
+    return {"checkpoint": unknown, "sha256": None if unknown is None else "", **settings}
+
+
 def provenance(ctx: AppContext) -> dict:
     """What produced the predictions under review: checkpoint file name and sha256, flip test,
     flip convention, box mode, and the predictions' source."""
@@ -198,21 +210,10 @@ def provenance(ctx: AppContext) -> dict:
     if ts is not None and ts.meta:
         out.update(ts.meta)
     elif ctx.predictor is not None:
-        weights = _weights_path(ctx)
-        out.update(checkpoint=weights.name if weights else None, sha256=file_sha256(weights) if weights else None,
-                   flip_test=bool(ctx.predictor.flip_test), box_mode=BOX_MODE,
-                   flip_convention=getattr(ctx.predictor, "flip_convention", None),
-                   input_size=int(ctx.predictor.input_size))
+        out.update(_model_meta(ctx, unknown=None))
     if ts is not None:
         out["predictions"] = ts.source or None
     return out
-
-
-def _compute_meta(ctx: AppContext) -> dict:
-    weights = _weights_path(ctx)
-    return {"checkpoint": weights.name if weights else "unknown", "sha256": file_sha256(weights) if weights else "",
-            "flip_test": bool(ctx.predictor.flip_test), "flip_convention": getattr(ctx.predictor, "flip_convention", ""),
-            "box_mode": BOX_MODE, "input_size": int(ctx.predictor.input_size), "made_by": "app"}
 
 
 def compute(ctx: AppContext, progress=gr.Progress()):
@@ -233,7 +234,7 @@ def compute(ctx: AppContext, progress=gr.Progress()):
                        print_exception=False) from None
     except (ValueError, FileNotFoundError) as exc:
         raise gr.Error(str(exc), print_exception=False) from None
-    meta = _compute_meta(ctx)
+    meta = {**_model_meta(ctx, unknown="unknown"), "made_by": "app"}
     path = predictions_path(ctx)
     if path is not None:
         write_predictions(path, ts.samples, pred, meta)
