@@ -14,6 +14,7 @@ from app import browser
 from app.context import AppContext
 from app.editor import edit_from_event, editor_value
 from app.review_store import VERDICTS, check_reviewer, face_key
+from training.wflw import write_wflw_txt
 
 # Side of the face crop sent to the editor, pixels (the SVG draws the points at display resolution).
 EDITOR_VIEW_SIZE = 768
@@ -181,7 +182,7 @@ def export(ctx: AppContext):
     json_path.write_text(store.export_json(browser.provenance(ctx)), encoding="utf-8")
     txt_path = ctx.output_file("list_98pt_rect_attr_test_corrected.txt")
     try:
-        txt_path.write_text(store.export_wflw(ts.samples, image_sizes=browser.image_sizes(ctx)), encoding="utf-8")
+        write_wflw_txt(txt_path, store.corrected_samples(ts.samples, image_sizes=browser.image_sizes(ctx)))
     except ValueError as exc:
         raise gr.Error(str(exc), print_exception=False) from None
     return [str(csv_path), str(json_path), str(txt_path)]

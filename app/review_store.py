@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from model.layout import NUM_LANDMARKS
-from training.wflw import Sample, format_wflw_line
+from training.wflw import Sample
 
 SCHEMA_VERSION = 2
 
@@ -331,9 +331,3 @@ class ReviewStore:
                 sample = dataclasses.replace(sample, box=clip_box(sample.box, *image_sizes[sample.image]))
             out.append(sample)
         return out
-
-    def export_wflw(self, samples: list[Sample], reviewer: str | None = None,
-                    image_sizes: dict[str, tuple[int, int]] | None = None) -> str:
-        """The loaded annotation list with corrections applied (and boxes clipped to the images),
-        in WFLW annotation-file format."""
-        return "".join(format_wflw_line(s) + "\n" for s in self.corrected_samples(samples, reviewer, image_sizes))

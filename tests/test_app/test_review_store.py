@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app.review_store import LEGACY_REVIEWER, SCHEMA_VERSION, VERDICTS, ReviewStore, apply_corrections, face_key
-from training.wflw import Sample, load_wflw_txt
+from training.wflw import Sample, load_wflw_txt, write_wflw_txt
 
 
 def _samples() -> list[Sample]:
@@ -83,7 +83,7 @@ def test_exports_match_what_was_stored(tmp_path):
     assert data["faces"][0]["reviewer"] == "ana" and data["faces"][0]["updated"].endswith("Z")
 
     out = tmp_path / "list_98pt_rect_attr_test.txt"
-    out.write_text(store.export_wflw(samples, image_sizes={samples[1].image: (60, 50)}))
+    write_wflw_txt(out, store.corrected_samples(samples, image_sizes={samples[1].image: (60, 50)}))
     back = load_wflw_txt(out)
     assert len(back) == 3 and [s.image for s in back] == [s.image for s in samples]
     expected = samples[0].landmarks.copy()
