@@ -1,10 +1,11 @@
 """Start Landmark Studio.
 
     python -m app [--weights W] [--wflw-root ROOT] [--predictions FILE] [--review-db FILE]
-                  [--host 127.0.0.1] [--port 7860] [--device auto|cpu|cuda] [--no-flip] [--max-faces N]
+                  [--host 127.0.0.1] [--port 7860] [--device auto|cpu|cuda|cuda:N] [--no-flip] [--max-faces N]
 
-The model is loaded once. Without weights (offline, nothing cached, no ``--weights``) the app
-still starts in detector-only mode with a banner saying how to supply them.
+The model is loaded once. Without usable weights (offline with nothing cached, or a ``--weights``
+file that is missing or not a checkpoint) the app still starts in detector-only mode with a banner
+saying what is wrong and how to supply them.
 """
 from __future__ import annotations
 
@@ -16,12 +17,11 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from model.backends import add_backend_argument  # noqa: E402
-
-from model.pipeline import MAX_FACES  # noqa: E402
+from model.cli import add_model_arguments  # noqa: E402
 
 # Uploads larger than this are refused by the server before any callback runs.
 MAX_FILE_SIZE = "25mb"
@@ -33,29 +33,11 @@ DEFAULT_CONCURRENCY = 4
 log = logging.getLogger("app")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m app", description="Landmark Studio: the Gradio app.")
-    # model
-    parser.add_argument("--weights", default=None,
-                        help="checkpoint path or URL (default: the official mmpose weights from the torch hub "
-                             "cache, downloaded when online); without any, the app runs detector-only")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="where the network runs (default: auto = CUDA when present)")
-    parser.add_argument("--no-flip", action="store_true", help="disable test-time flip (faster)")
-    add_backend_argument(parser)
-    parser.add_argument("--max-faces", type=_positive_int, default=MAX_FACES,
-                        help=f"most faces per image that get landmarks, the most confident first; the app says "
-                             f"when an image has more (default: {MAX_FACES})")
+    add_model_arguments(parser, weights_help=(
+        "checkpoint path or URL (default: the official mmpose weights from the torch hub cache, downloaded "
+        "when online); without usable weights the app runs detector-only and its banner says why"))
     # data
     parser.add_argument("--wflw-root", type=Path, default=None,
                         help="WFLW root (WFLW_images/ and WFLW_annotations/) for the browser and review tabs")
@@ -74,16 +56,19 @@ def load_model(args: argparse.Namespace):
 
     A project checkpoint's ``config.input_size`` sets the crop size (``Predictor`` reads it).
     """
+    from model.network import CheckpointError
     from model.pipeline import Predictor
     from model.weights import WeightsUnavailableError
 
     try:
-        return Predictor(weights=args.weights, device=None if args.device == "auto" else args.device,
-                         flip_test=not args.no_flip, max_faces=args.max_faces, backend=args.backend), None
+        return Predictor(weights=args.weights, device=args.device, flip_test=not args.no_flip,
+                         max_faces=args.max_faces, backend=args.backend), None
     except WeightsUnavailableError as exc:  # offline with nothing cached, or a cached file with the wrong sha256
         reason = str(exc)
-    except (ValueError, OSError) as exc:  # CheckpointError is a ValueError, a missing file an OSError
-        reason = f"--weights {args.weights}: {exc}"
+    except (CheckpointError, OSError) as exc:  # not a checkpoint (says what the file is), missing, unreadable
+        reason = f"--weights: {exc}"  # the message names the file
+    except ValueError as exc:  # an absent GPU, a backend that cannot run these weights
+        reason = str(exc)
     log.warning("98-point model not loaded: %s", reason)
     banner = ("### ⚠ The 98-point landmark model is not loaded\n"
               f"{reason}\n\nUntil then only face boxes and the detector's five points are shown. "
@@ -110,6 +95,9 @@ def load_wflw(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    # SIGTERM (a service manager, `kill`) exits through sys.exit, so the atexit clean-up runs
+    # (AppContext.close: the engine stops and the download folder is removed) as on Ctrl+C.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     from app.review_store import ReviewStore
     from app.ui import ASSETS, build_demo
 

@@ -10,10 +10,12 @@ import itertools
 
 import gradio as gr
 
-from app import browser
 from app.context import AppContext
 from app.editor import edit_from_event, editor_value
-from app.review_store import VERDICTS, check_reviewer, face_key
+from app.own_dataset import export_annotated, zip_annotations
+from app.review_store import check_reviewer, face_key, verdicts_for
+from app.stored_predictions import image_sizes, provenance
+from app.wflw_faces import describe_face, face_crop
 from training.wflw import write_wflw_txt
 
 # Side of the face crop sent to the editor, pixels (the SVG draws the points at display resolution).
@@ -57,7 +59,6 @@ def progress(ctx: AppContext, reviewer: str | None = None) -> str:
     return f"{mine}all reviewers: {ctx.store.progress()} / {total}"
 
 
-
 def open_face(ctx: AppContext, index, reviewer: str | None = None):
     """Open a face for review.
 
@@ -69,11 +70,11 @@ def open_face(ctx: AppContext, index, reviewer: str | None = None):
     name = (reviewer or "").strip()
     stored = store.get(index, ts.samples[index].image, reviewer=name) if name else {
         "verdict": None, "note": "", "corrections": {}}
-    view, matrix = browser.face_crop(ctx, index, EDITOR_VIEW_SIZE)
+    view, matrix = face_crop(ctx, index, EDITOR_VIEW_SIZE)
     pred = ts.pred[index] if ts.pred is not None else None
     value = editor_value(index, view, matrix, ts.samples[index].landmarks, pred, stored["corrections"])
     value["opened"] = next(_OPENED)  # reopening the same face reloads the editor (a value Gradio sees as new)
-    text = browser.describe_face(ctx, index)
+    text = describe_face(ctx, index)
     if not name:
         text += "\n\nType your name in **Reviewer** (then Enter) to give verdicts, notes and point moves."
     editable = bool(name)
@@ -126,8 +127,9 @@ def save_verdict(ctx: AppContext, face, verdict: str | None, reviewer: str | Non
     if face is None:
         raise gr.Error("Open a face before giving a verdict.", print_exception=False)
     index = _index(ctx, face)
-    if verdict is not None and verdict not in VERDICTS:
-        raise gr.Error(f"Verdict must be one of {', '.join(VERDICTS)}; got {verdict!r}.", print_exception=False)
+    offered = verdicts_for(ts.kind)
+    if verdict is not None and verdict not in offered:
+        raise gr.Error(f"Verdict must be one of {', '.join(offered)}; got {verdict!r}.", print_exception=False)
     store.set_verdict(index, ts.samples[index].image, verdict, reviewer=_reviewer(reviewer))
     return progress(ctx, reviewer)
 
@@ -174,15 +176,33 @@ def edit_point(ctx: AppContext, face, reviewer: str | None, evt: gr.EventData):
 
 
 def export(ctx: AppContext):
-    """(CSV, JSON, WFLW annotation file) paths of everything stored, by every reviewer."""
+    """Paths of everything stored, by every reviewer: CSV, JSON, and the corrected annotations
+    (WFLW: the corrected test list; an annotate dataset: ``export_dataset``'s zip)."""
     ts, store = _ready(ctx)
     csv_path = ctx.output_file("review.csv")
     csv_path.write_text(store.export_csv(), encoding="utf-8")
     json_path = ctx.output_file("review.json")
-    json_path.write_text(store.export_json(browser.provenance(ctx)), encoding="utf-8")
+    json_path.write_text(store.export_json(provenance(ctx)), encoding="utf-8")
+    if ts.kind == "annotate":
+        return [str(csv_path), str(json_path), str(export_dataset(ctx)[1])]
     txt_path = ctx.output_file("list_98pt_rect_attr_test_corrected.txt")
     try:
-        write_wflw_txt(txt_path, store.corrected_samples(ts.samples, image_sizes=browser.image_sizes(ctx)))
+        write_wflw_txt(txt_path, store.corrected_samples(ts.samples, image_sizes=image_sizes(ctx)))
     except ValueError as exc:
         raise gr.Error(str(exc), print_exception=False) from None
     return [str(csv_path), str(json_path), str(txt_path)]
+
+
+def export_dataset(ctx: AppContext):
+    """An annotate dataset reviewed: (the new dataset folder, a zip of its annotations).
+
+    The folder is a full dataset ROOT (``app.own_dataset.export_annotated``) that
+    ``python -m training.train --wflw-root`` reads; the zip holds its lists and ``annotations.json``.
+    """
+    ts, store = _ready(ctx)
+    folder = ctx.output_file("dataset")
+    try:
+        export_annotated(ts, store, folder)
+    except (ValueError, FileNotFoundError) as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
+    return folder, zip_annotations(folder, folder.parent / "dataset-annotations")

@@ -30,8 +30,22 @@ from training.wflw import Sample
 
 SCHEMA_VERSION = 2
 
-# The four verdicts a reviewer can give, in the order the UI lists them (hotkeys 1-4).
-VERDICTS: tuple[str, ...] = ("annotation correct", "annotation wrong", "prediction wrong", "ambiguous")
+# The verdicts a reviewer can give on a WFLW face, and on a face of a dataset written by
+# ``python -m model.annotate`` (model points, no human ground truth), in the order the UI lists them
+# (hotkeys 1-4 / 1-3). The store accepts the union ``VERDICTS`` (one database file may hold reviews
+# of both kinds); the Review tab offers the set of the loaded dataset's kind (``verdicts_for``).
+WFLW_VERDICTS: tuple[str, ...] = ("annotation correct", "annotation wrong", "prediction wrong", "ambiguous")
+ANNOTATE_VERDICTS: tuple[str, ...] = ("ok", "fixed", "not a face")
+VERDICTS: tuple[str, ...] = WFLW_VERDICTS + ANNOTATE_VERDICTS
+# Annotate-dataset verdicts: the face leaves the exported dataset / its points become human-made.
+NOT_A_FACE, FIXED = "not a face", "fixed"
+
+
+def verdicts_for(kind: str) -> tuple[str, ...]:
+    """The verdicts offered for a dataset kind ("wflw" or "annotate", ``app.wflw_data.KINDS``)."""
+    if kind not in ("wflw", "annotate"):
+        raise ValueError(f"dataset kind must be 'wflw' or 'annotate', got {kind!r}")
+    return ANNOTATE_VERDICTS if kind == "annotate" else WFLW_VERDICTS
 
 # Who made an action when the caller names no one, and who made the actions of a version 1 file.
 DEFAULT_REVIEWER = "anonymous"
@@ -108,10 +122,23 @@ def apply_corrections(landmarks, fixes: dict) -> np.ndarray:
     if out.shape != (NUM_LANDMARKS, 2):
         raise ValueError(f"landmarks must have shape ({NUM_LANDMARKS}, 2), got {out.shape}")
     for point, (x, y) in (fixes or {}).items():
-        if not 0 <= int(point) < NUM_LANDMARKS:
-            raise ValueError(f"landmark index must be in 0..{NUM_LANDMARKS - 1}, got {point}")
-        out[int(point)] = (x, y)
+        out[check_landmark_index(point)] = (x, y)
     return out
+
+
+def check_landmark_index(value, name: str = "landmark index") -> int:
+    """``value`` as a landmark index in 0..97; ``ValueError`` naming ``name`` and the value otherwise.
+
+    The one check of a point index in the app: the store, the editor's events and the browser's box.
+    """
+    try:
+        point = int(value)
+        whole = point == float(value) and not isinstance(value, bool)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or not 0 <= point < NUM_LANDMARKS:
+        raise ValueError(f"{name} must be in 0..{NUM_LANDMARKS - 1}, got {value}")
+    return point
 
 
 def clip_box(box, width: int, height: int) -> np.ndarray:
@@ -203,8 +230,7 @@ class ReviewStore:
     def set_correction(self, index: int, image: str, point: int, x: float, y: float, *,
                        reviewer: str = DEFAULT_REVIEWER) -> None:
         """Record ``reviewer``'s true position (image pixels) of landmark ``point`` of a face."""
-        if not 0 <= int(point) < NUM_LANDMARKS:
-            raise ValueError(f"landmark index must be in 0..{NUM_LANDMARKS - 1}, got {point}")
+        point = check_landmark_index(point)
         if not (np.isfinite(x) and np.isfinite(y)):
             raise ValueError(f"corrected position must be finite, got ({x}, {y})")
         reviewer = check_reviewer(reviewer)
@@ -218,8 +244,7 @@ class ReviewStore:
 
     def clear_correction(self, index: int, image: str, point: int, *, reviewer: str = DEFAULT_REVIEWER) -> None:
         """Forget ``reviewer``'s correction of one landmark: the editor's undo of a point's first move."""
-        if not 0 <= int(point) < NUM_LANDMARKS:
-            raise ValueError(f"landmark index must be in 0..{NUM_LANDMARKS - 1}, got {point}")
+        point = check_landmark_index(point)
         reviewer = check_reviewer(reviewer)
         with self._lock, self._conn:
             key, who, now = self._begin(index, image, reviewer, "unmove", str(int(point)))
@@ -304,6 +329,18 @@ class ReviewStore:
                         updated=iso_time(r["updated"])) for r in self.records()]
         return json.dumps({"schema_version": SCHEMA_VERSION, "exported": iso_time(time.time()),
                            "provenance": provenance or {}, "faces": records}, indent=1)
+
+    def latest_verdicts(self) -> dict[str, str]:
+        """``{face_key: verdict}``: per face, the verdict of the reviewer who acted on it last."""
+        latest: dict[str, tuple[float, str]] = {}
+        for r in self.records():
+            if r["verdict"] is not None and (r["face_key"] not in latest or latest[r["face_key"]][0] <= r["updated"]):
+                latest[r["face_key"]] = (r["updated"], r["verdict"])
+        return {key: verdict for key, (_, verdict) in latest.items()}
+
+    def corrected_keys(self) -> set[str]:
+        """``face_key``s with at least one stored point correction (by anyone)."""
+        return {r["face_key"] for r in self.records() if r["corrections"]}
 
     def corrected_samples(self, samples: list[Sample], reviewer: str | None = None,
                           image_sizes: dict[str, tuple[int, int]] | None = None) -> list[Sample]:

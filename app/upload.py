@@ -1,12 +1,15 @@
 """Upload tab callbacks: landmarks for uploaded images, ground truth comparison, downloads.
 
-``predict`` is the ``/predict`` API endpoint and the only callback here that runs the detector and
-the network (in the shared ``NETWORK`` concurrency group): an image file in, the annotated image
-and the JSON record of ``model.pipeline.to_record`` (the CLI's schema) out, plus the faces as a
-``gr.State`` for ``describe``. ``describe`` and ``redraw`` only draw, match ground truth and format:
-pasting a ground-truth line or toggling labels never runs the network again.
+``predict`` is the ``/predict`` API endpoint and the only callback here that decodes the image and
+runs the detector and the network (in the shared ``NETWORK`` concurrency group): an image file in,
+the annotated image and the JSON record of ``model.pipeline.to_record`` (the CLI's schema) out,
+plus everything it computed as a ``gr.State``. ``describe`` only formats that state (crops, table,
+summary, download); ``redraw`` draws it again from the kept pixels when labels or a pasted ground
+truth change: neither ever decodes the upload again or runs a model.
 
-Faces are numbered in reading order (rows top to bottom, left to right), on the image and in the table.
+Without the 98-point model (detector-only mode) the same outputs show MTCNN's boxes, scores and
+five points (``detector_only``). Faces are numbered in reading order (``model.order``), on the
+image, in the table and in the record.
 """
 from __future__ import annotations
 
@@ -19,11 +22,15 @@ import numpy as np
 import pandas as pd
 
 from app.context import AppContext
+from app.wflw_faces import LEGEND_TEXT
 from model.detector import DEFAULT_MIN_FACE_SIZE, DEFAULT_THRESHOLDS, Detections
-from model.draw import SCORE_DECIMALS, draw_detections, draw_faces, reading_order
+from model.draw import SCORE_DECIMALS, draw_detections, draw_faces
 from model.geometry import landmark_box, match_boxes
 from model.image import ImageError, read_image
+from model.layout import NUM_LANDMARKS, NUM_LANDMARKS_68
+from model.order import reading_order
 from model.pipeline import Face, crop_faces, detections_record, to_record
+from model.record import in_scheme as record_in_scheme, max_faces_note
 from training import metrics
 from training.wflw import RAW_FIELDS, SUBSET_FIELDS, load_wflw_json, parse_wflw_line
 
@@ -37,6 +44,11 @@ GT_MIN_IOU = 0.3
 # The detector's own defaults: MTCNN's final (O-net) score threshold and smallest face side searched.
 MIN_SCORE = DEFAULT_THRESHOLDS[-1]
 MIN_FACE_SIZE = DEFAULT_MIN_FACE_SIZE
+# Step of the minimum-score box: MTCNN scores of faces crowd just below 1 (faces 0.9996-0.9999, a
+# hand 0.9936 on breakingbad.jpg), so a step of 0.01 cannot separate them; 0.001 can.
+MIN_SCORE_STEP = 0.001
+# The /predict API's point schemes: (label, value) as the JSON accordion's radio offers them.
+SCHEME_CHOICES = [("98 (WFLW)", NUM_LANDMARKS), ("68 (300W / iBUG)", NUM_LANDMARKS_68)]
 
 # Face orders of the table and crop gallery (the numbers on the image stay in reading order).
 READING_ORDER = "reading order"
@@ -47,7 +59,10 @@ GT_LINE_LABEL = f"WFLW annotation line ({RAW_FIELDS} or {SUBSET_FIELDS} fields),
 # The Upload tab's NME: landmarks predicted from the detector's box. The WFLW browser crops from
 # the annotation's landmark box (mmpose's evaluation), so the same face scores differently there.
 NME_BOX = "detector box"
-TABLE_COLUMNS = ["face", "x1", "y1", "x2", "y2", "score", "flip error (%)", "NME (%)", "NME box", "WFLW rank"]
+# Score first after the number: on a phone the table scrolls sideways and the box coordinates, the
+# least read, are the ones off screen.
+TABLE_COLUMNS = ["face", "score", "flip error (%)", "NME (%)", "NME box", "WFLW rank", "x1", "y1", "x2", "y2"]
+NO_MODEL = "98-point model not loaded"
 
 
 def _read(path: str | None) -> tuple[str, np.ndarray]:
@@ -66,11 +81,27 @@ def filter_detections(detections: Detections, min_score: float, min_size: float)
     At the defaults nothing is dropped: MTCNN searches from 20 px faces but may box a face a little
     smaller, and those boxes stay, as without the controls.
     """
-    sides = np.minimum(detections.boxes[:, 2] - detections.boxes[:, 0], detections.boxes[:, 3] - detections.boxes[:, 1])
-    keep = detections.scores >= min_score
-    if min_size > MIN_FACE_SIZE:
-        keep &= sides >= min_size
+    keep = (detections.scores >= min_score) & _large_enough(detections, min_size)
     return Detections(detections.boxes[keep], detections.scores[keep], detections.points[keep])
+
+
+def _large_enough(detections: Detections, min_size: float) -> np.ndarray:
+    boxes = detections.boxes
+    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    return sides >= min_size if min_size > MIN_FACE_SIZE else np.ones(len(boxes), dtype=bool)
+
+
+def threshold_note(detections: Detections, min_score: float, min_size: float) -> str | None:
+    """What the minimum score and size left out of ``detections`` (all the detector found), e.g.
+    ``"2 detections below score 0.995 left out"``; ``None`` when they left out nothing."""
+    low = int(np.sum(detections.scores < min_score))
+    small = int(np.sum((detections.scores >= min_score) & ~_large_enough(detections, min_size)))
+    parts = []
+    if low:
+        parts.append(f"{low} detection{'s' if low > 1 else ''} below score {min_score:g}")
+    if small:
+        parts.append(f"{small} detection{'s' if small > 1 else ''} smaller than {min_size:g} px")
+    return " and ".join(parts) + " left out" if parts else None
 
 
 def _thresholds(min_score, min_size) -> tuple[float, float]:
@@ -83,52 +114,76 @@ def _thresholds(min_score, min_size) -> tuple[float, float]:
     return score, size
 
 
-def detection_note(name: str, found: int, kept: int, max_faces: int) -> str | None:
-    """Why the result has fewer faces than the user may expect, or ``None`` when nothing is missing."""
+def detection_note(name: str, found: int, kept: int) -> str | None:
+    """Why the result has fewer faces than the user may expect (none found, or more than
+    ``max_faces``: ``model.record.max_faces_note``), or ``None`` when nothing is missing."""
     if found == 0:
         return f"{name}: no face found."
-    if kept < found:
-        return (f"{name}: {found} faces found; landmarks for the {kept} most confident only "
-                f"(the app's limit of {max_faces} faces per image, --max-faces).")
-    return None
+    note = max_faces_note(found, kept)
+    return None if note is None else f"{name}: {note}."
 
 
-def _in_reading_order(faces: list[Face]) -> list[Face]:
-    return [faces[i] for i in reading_order([f.box for f in faces])] if faces else []
-
-
-def _detections_in_reading_order(detections: Detections) -> Detections:
+def detector_only(ctx: AppContext, name: str, image: np.ndarray, detections: Detections):
+    """Detector-only mode (no 98-point model): (detections in reading order, annotated image with
+    numbered boxes, scores and MTCNN's five points, record with ``"five_points"``)."""
     order = reading_order(detections.boxes)
-    return dataclasses.replace(detections, boxes=detections.boxes[order], scores=detections.scores[order],
-                               points=detections.points[order])
+    detections = dataclasses.replace(detections, boxes=detections.boxes[order], scores=detections.scores[order],
+                                     points=detections.points[order])
+    annotated = draw_detections(image, detections, numbers=list(range(1, len(detections) + 1)))
+    return detections, annotated, detections_record(name, image.shape, detections, ctx.banner or NO_MODEL)
+
+
+def in_scheme(record: dict, scheme) -> dict:
+    """``model.record.in_scheme`` for a UI value (98 or 68; empty: 98), ``gr.Error`` otherwise. The
+    98-point record stays the one the tab draws from."""
+    try:
+        return record_in_scheme(record, int(scheme) if scheme not in (None, "") else NUM_LANDMARKS)
+    except (TypeError, ValueError) as exc:
+        raise gr.Error(f"Points must be 98 or 68: {exc}.", print_exception=False) from None
 
 
 def predict(ctx: AppContext, image_path: str | None, min_score: float = MIN_SCORE,
-            min_size: float = MIN_FACE_SIZE):
-    """``/predict``: (annotated image, JSON record as text, faces state) for one image file.
+            min_size: float = MIN_FACE_SIZE, scheme: int | str = NUM_LANDMARKS):
+    """``/predict``: (annotated image, JSON record as text, result state) for one image file.
+
+    ``scheme`` 68 gives the JSON text (and the download) the 300W / iBUG subset (``in_scheme``);
+    clients that do not pass it get the 98 WFLW points as before.
 
     Faces are in reading order. Faces of an image that belongs to the loaded WFLW annotations
     (same file name) get their ground truth drawn and an ``"nme"`` entry. When no face is found,
     or more than the predictor's ``max_faces``, the record carries a ``"warning"`` (also a pop-up).
+    The state holds what ``describe`` formats: the pixels, faces, truths, drawing and record.
     """
     name, image = _read(image_path)
     score, size = _thresholds(min_score, min_size)
+    found = (ctx.detector if ctx.predictor is None else ctx.predictor).detect(image)
+    detections = filter_detections(found, score, size)
+    result = {"image": name, "pixels": image, "left_out": threshold_note(found, score, size), "truths": None}
     if ctx.predictor is None:
-        detections = _detections_in_reading_order(filter_detections(ctx.detector.detect(image), score, size))
-        record = detections_record(name, image.shape, detections, ctx.banner or "98-point model not loaded")
-        annotated = draw_detections(image, detections, numbers=list(range(1, len(detections) + 1)))
-        return annotated, json.dumps(record, indent=1), {"image": name, "faces": None, "record": record}
-    detections = filter_detections(ctx.predictor.detect(image), score, size)
-    faces = _in_reading_order(ctx.predictor.faces_from_detections(image, detections))
-    note = detection_note(name, len(detections), len(faces), ctx.predictor.max_faces)
-    if note:
-        gr.Warning(note)
-    truths, _ = match_ground_truth(faces, _wflw_truths(ctx, name))
+        detections, annotated, record = detector_only(ctx, name, image, detections)
+        result.update(faces=None, detections=detections, note=None, nmes=[None] * len(detections))
+    else:
+        faces = ctx.predictor.faces_from_detections(image, detections)  # in reading order
+        note = detection_note(name, len(detections), len(faces))
+        if note:
+            gr.Warning(note)
+        truths, _ = match_ground_truth(faces, _wflw_truths(ctx, name))
+        annotated, record, nmes = _draw_and_record(name, image, faces, truths, False, note)
+        result.update(faces=faces, detections=None, note=note, nmes=nmes, truths=truths)
+    shown = in_scheme(record, scheme)
+    result.update(annotated=annotated, record=record, scheme=shown.get("scheme", NUM_LANDMARKS))
+    return annotated, json.dumps(shown, indent=1), result
+
+
+def _draw_and_record(name: str, image: np.ndarray, faces: list[Face], truths: list, labels: bool,
+                     note: str | None) -> tuple[np.ndarray, dict, list[float | None]]:
+    """(annotated image, record, per-face NME or ``None``) of faces with their matched truths."""
     has_gt = any(t is not None for t in truths)
-    record = to_record(name, image.shape, faces, nme=_nme_values(faces, truths) if has_gt else None, warning=note)
-    annotated = draw_faces(image, faces, ground_truth=truths if has_gt else None,
+    nmes = _nme_values(faces, truths)
+    record = to_record(name, image.shape, faces, nme=nmes if has_gt else None, warning=note)
+    annotated = draw_faces(image, faces, labels=labels, ground_truth=truths if has_gt else None,
                            numbers=list(range(1, len(faces) + 1)))
-    return annotated, json.dumps(record, indent=1), {"image": name, "faces": faces, "note": note}
+    return annotated, record, nmes
 
 
 def match_ground_truth(faces: list[Face], truths: list[np.ndarray]) -> tuple[list[np.ndarray | None], list[int]]:
@@ -170,13 +225,15 @@ def _nme_values(faces: list[Face], truths: list[np.ndarray | None]) -> list[floa
             for face, gt in zip(faces, truths)]
 
 
-def face_order(faces: list[Face], order: str | None) -> list[int]:
+def face_order(faces: list[Face] | None, order: str | None, count: int = 0) -> list[int]:
     """Row order of the table and gallery: reading order, or the largest ``flip_error`` first
-    (faces without one last)."""
+    (faces without one last). ``faces`` ``None`` (detector-only): ``count`` rows in reading order."""
+    if order not in (None, READING_ORDER, LEAST_CONSISTENT):
+        raise gr.Error(f"Order must be one of {', '.join(ORDERS)}; got {order!r}.", print_exception=False)
+    if faces is None:
+        return list(range(count))
     if order in (None, READING_ORDER):
         return list(range(len(faces)))
-    if order != LEAST_CONSISTENT:
-        raise gr.Error(f"Order must be one of {', '.join(ORDERS)}; got {order!r}.", print_exception=False)
     return sorted(range(len(faces)), key=lambda i: -(faces[i].flip_error if faces[i].flip_error is not None else -1))
 
 
@@ -187,23 +244,38 @@ def _ranks(ctx: AppContext, nmes: list[float | None]) -> list[str]:
     return ["" if v is None else f"{ctx.testset.rank(v)[0]} / {len(ctx.testset)}" for v in nmes]
 
 
-def _face_rows(faces: list[Face], nmes: list[float | None], ranks: list[str], rows: list[int]) -> pd.DataFrame:
-    table = [[i + 1, *[round(float(v), 1) for v in faces[i].box], f"{faces[i].score:.{SCORE_DECIMALS}f}",
-              None if faces[i].flip_error is None else round(faces[i].flip_error, 2),
-              None if nmes[i] is None else round(100 * nmes[i], 2), "" if nmes[i] is None else NME_BOX, ranks[i]]
+def _boxes(result: dict) -> tuple[np.ndarray, list[float], list[float | None]]:
+    """(boxes (F, 4), scores, flip errors) of a result, with or without the 98-point model."""
+    if result["faces"] is None:
+        det = result["detections"]
+        return det.boxes.reshape(-1, 4), [float(s) for s in det.scores], [None] * len(det)
+    faces = result["faces"]
+    return (np.stack([f.box for f in faces]) if faces else np.zeros((0, 4), np.float32),
+            [f.score for f in faces], [f.flip_error for f in faces])
+
+
+def _face_rows(result: dict, nmes: list[float | None], ranks: list[str], rows: list[int]) -> pd.DataFrame:
+    boxes, scores, flips = _boxes(result)
+    table = [[i + 1, f"{scores[i]:.{SCORE_DECIMALS}f}", None if flips[i] is None else round(flips[i], 2),
+              None if nmes[i] is None else round(100 * nmes[i], 2), "" if nmes[i] is None else NME_BOX, ranks[i],
+              *[round(float(v), 1) for v in boxes[i]]]
              for i in rows]
     return pd.DataFrame(table, columns=TABLE_COLUMNS)
 
 
-def _summary(name: str, image: np.ndarray, faces: list[Face], nmes: list[float | None], ranks: list[str],
-             note: str | None, unmatched: list[int]) -> str:
-    h, w = image.shape[:2]
-    text = f"**{len(faces)} face(s)** in {name} ({w}x{h})." if faces else f"No face found in {name} ({w}x{h})."
-    if note and faces:
-        text += f" ⚠ {note}"
+def _summary(result: dict, nmes: list[float | None], ranks: list[str], unmatched: list[int]) -> str:
+    h, w = result["pixels"].shape[:2]
+    name, count = result["image"], len(_boxes(result)[1])
+    text = f"**{count} face(s)** in {name} ({w}x{h})." if count else f"No face found in {name} ({w}x{h})."
+    if result["faces"] is None and count:
+        text += (" Boxes, detector scores and MTCNN's five points (eyes, nose tip, mouth corners) only: "
+                 "the 98-point model is not loaded (see the banner).")
+    for extra in (result["note"] if count else None, result["left_out"]):
+        if extra:
+            text += f" ⚠ {extra}."
     scored = [(i, v, r) for i, (v, r) in enumerate(zip(nmes, ranks), start=1) if v is not None]
     if scored:
-        text += (f" Ground truth: green rings, error lines magenta. NME uses the landmarks predicted from the "
+        text += (f" Drawn: {LEGEND_TEXT}. NME uses the landmarks predicted from the "
                  f"{NME_BOX} (MTCNN); the WFLW browser crops from the annotation's landmark box, as the "
                  "published evaluation does, so its NME for the same face differs.\n"
                  + "\n".join(f"- face {i}: NME **{100 * v:.2f} %**"
@@ -216,12 +288,12 @@ def _summary(name: str, image: np.ndarray, faces: list[Face], nmes: list[float |
     return text
 
 
-def _crops(annotated: np.ndarray, faces: list[Face], rows: list[int]) -> list[tuple[np.ndarray, str]]:
-    if not faces:
+def _crops(annotated: np.ndarray, result: dict, rows: list[int]) -> list[tuple[np.ndarray, str]]:
+    boxes, scores, flips = _boxes(result)
+    if not rows:
         return []
-    views, _ = crop_faces(annotated, np.stack([faces[i].box for i in rows]), size=CROP_VIEW_SIZE)
-    return [(view, f"face {i + 1} · score {faces[i].score:.{SCORE_DECIMALS}f}"
-             + ("" if faces[i].flip_error is None else f" · flip {faces[i].flip_error:.1f} %"))
+    views, _ = crop_faces(annotated, boxes[rows], size=CROP_VIEW_SIZE)
+    return [(view, f"#{i + 1} · {scores[i]:.{SCORE_DECIMALS}f}" + ("" if flips[i] is None else f" · flip {flips[i]:.1f}%"))
             for view, i in zip(views, rows)]
 
 
@@ -232,35 +304,38 @@ def _download(ctx: AppContext, name: str, record: dict) -> tuple[str, str]:
     return str(path), text
 
 
+def _view(result: dict, labels: bool, gt_line: str | None, gt_file: str | None):
+    """(annotated image, record, per-face NME, unmatched truths) to show: what ``predict`` made,
+    or, with labels or a pasted ground truth, the kept faces drawn again (no decode, no model)."""
+    user = _user_truths(result["image"], gt_line, gt_file)
+    if result["faces"] is None or (not user and not labels):
+        return result["annotated"], result["record"], result["nmes"], []
+    faces = result["faces"]
+    truths, unmatched = match_ground_truth(faces, user) if user else (result["truths"], [])
+    annotated, record, nmes = _draw_and_record(result["image"], result["pixels"], faces, truths, bool(labels),
+                                               result["note"])
+    return annotated, record, nmes, unmatched
+
+
 def describe(ctx: AppContext, image_path: str | None, result: dict | None, labels: bool, gt_line: str | None,
              gt_file: str | None, order: str | None = READING_ORDER):
-    """Everything around a ``/predict`` result, from the faces it kept (no network): the image
-    redrawn with numbers, labels and ground truth, zoomed crops, the table, the JSON download and a summary.
+    """Everything around a ``/predict`` result, formatted from its state (the upload is not read
+    again): the annotated image, zoomed crops, the table, the JSON download and a summary.
 
     Returns:
         (annotated image, crops [(image, caption)], table, JSON file path, summary Markdown, JSON text).
     """
-    name, image = _read(image_path)
-    if not result or result.get("image") != name:
+    if not image_path:
+        raise gr.Error("Upload an image first.", print_exception=False)
+    if not result or result.get("image") != Path(image_path).name:
         raise gr.Error("Press Find landmarks first.", print_exception=False)
-    if result["faces"] is None:  # detector-only mode
-        path, text = _download(ctx, name, result["record"])
-        summary = (f"**{len(result['record']['faces'])} face(s)** in {name}: boxes and MTCNN's five points only; "
-                   "the 98-point model is not loaded (see the banner).")
-        return gr.skip(), [], pd.DataFrame(columns=TABLE_COLUMNS), path, summary, text
-    faces: list[Face] = result["faces"]
-    truths, unmatched = match_ground_truth(faces, _user_truths(name, gt_line, gt_file) or _wflw_truths(ctx, name))
+    annotated, record, nmes, unmatched = _view(result, labels, gt_line, gt_file)
     if unmatched:
         gr.Warning(f"Ground truth {', '.join(f'#{j + 1}' for j in unmatched)} matched no detected face.")
-    has_gt = any(t is not None for t in truths)
-    nmes = _nme_values(faces, truths)
-    record = to_record(name, image.shape, faces, nme=nmes if has_gt else None, warning=result.get("note"))
-    annotated = draw_faces(image, faces, labels=bool(labels), ground_truth=truths if has_gt else None,
-                           numbers=list(range(1, len(faces) + 1)))
-    rows, ranks = face_order(faces, order), _ranks(ctx, nmes)
-    path, text = _download(ctx, name, record)
-    return (annotated, _crops(annotated, faces, rows), _face_rows(faces, nmes, ranks, rows), path,
-            _summary(name, image, faces, nmes, ranks, result.get("note"), unmatched), text)
+    rows, ranks = face_order(result["faces"], order, len(nmes)), _ranks(ctx, nmes)
+    path, text = _download(ctx, result["image"], in_scheme(record, result.get("scheme", NUM_LANDMARKS)))
+    return (annotated, _crops(annotated, result, rows), _face_rows(result, nmes, ranks, rows), path,
+            _summary(result, nmes, ranks, unmatched), text)
 
 
 def redraw(ctx: AppContext, image_path: str | None, result: dict | None, labels: bool, gt_line: str | None,
@@ -308,11 +383,10 @@ def predict_batch(ctx: AppContext, paths: list[str] | None, labels: bool):
 def _one_of_batch(ctx: AppContext, name: str, image: np.ndarray, labels: bool) -> tuple[np.ndarray, dict]:
     """(annotated image, record) of one image of a batch, faces in reading order."""
     if ctx.predictor is None:
-        detections = _detections_in_reading_order(ctx.detector.detect(image))
-        return (draw_detections(image, detections, numbers=list(range(1, len(detections) + 1))),
-                detections_record(name, image.shape, detections, ctx.banner or "98-point model not loaded"))
+        _, annotated, record = detector_only(ctx, name, image, ctx.detector.detect(image))
+        return annotated, record
     detections = ctx.predictor.detect(image)
-    faces = _in_reading_order(ctx.predictor.faces_from_detections(image, detections))
-    note = detection_note(name, len(detections), len(faces), ctx.predictor.max_faces)
+    faces = ctx.predictor.faces_from_detections(image, detections)  # in reading order
+    note = detection_note(name, len(detections), len(faces))
     return (draw_faces(image, faces, labels=labels, numbers=list(range(1, len(faces) + 1))),
             to_record(name, image.shape, faces, warning=note))

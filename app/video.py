@@ -3,9 +3,16 @@
 The work is ``model.video.annotate_video`` with the app's predictor without flip test (its forwards
 go through the shared inference engine); this module turns the upload into that call, reports
 progress, and formats the result.
+
+A job belongs to the page that started it: when that page goes (closed, reloaded), Gradio calls
+``page_closed`` (``demo.unload``) and the job stops before its next frame, so the next user does
+not wait for frames nobody will see. A new job first clears the previous job's outputs.
 """
 from __future__ import annotations
 
+import logging
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -16,6 +23,58 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from app.context import AppContext  # noqa: E402
 from model.video import VIDEO_SUFFIXES, VideoError, VideoResult, annotate_video  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+STARTED = "Processing the video… (the previous result is cleared; closing the page stops the job)"
+
+
+class JobCancelled(Exception):
+    """The page that started a video job went away."""
+
+
+@dataclass
+class VideoJob:
+    """One running job: its page's session, frames done, and when it was asked to stop."""
+
+    session: str
+    frames_done: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancelled_at: int | None = None  # frames done when the page went
+
+
+class VideoJobs:
+    """The running video jobs by page (Gradio session hash), and the last finished ones (for tests
+    and the log): thread-safe, shared by every page of the app."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running: dict[str, VideoJob] = {}
+        self.finished: list[VideoJob] = []
+
+    def start(self, session: str) -> VideoJob:
+        job = VideoJob(session)
+        with self._lock:
+            self.running[session] = job
+        return job
+
+    def finish(self, job: VideoJob) -> None:
+        with self._lock:
+            if self.running.get(job.session) is job:
+                del self.running[job.session]
+            self.finished = (self.finished + [job])[-20:]
+
+    def cancel(self, session: str) -> VideoJob | None:
+        """Ask the job of ``session`` (if any) to stop before its next frame."""
+        with self._lock:
+            job = self.running.get(session)
+            if job is not None and not job.cancel.is_set():
+                job.cancelled_at = job.frames_done
+                job.cancel.set()
+        return job
+
+
+JOBS = VideoJobs()
 
 
 def timeline_figure(result: VideoResult):
@@ -42,27 +101,54 @@ def timeline_figure(result: VideoResult):
     return fig
 
 
-def annotate(ctx: AppContext, video_path: str | None, smooth: bool, progress=gr.Progress()):
-    """Upload -> (annotated video path, CSV path, figure, summary Markdown)."""
-    if ctx.predictor is None:
-        raise gr.Error("The 98-point model is not loaded (see the banner); videos need it.")
-    if not video_path:
-        raise gr.Error("Upload a video first (" + ", ".join(VIDEO_SUFFIXES) + ").")
-    source = Path(video_path)
+def _summary(result: VideoResult) -> str:
+    with_face = sum(1 for f in result.faces if f)
+    return (f"**{result.frames}** frames ({result.info.width}x{result.info.height}, "
+            f"{result.info.fps:.2f} frames/s, {result.frames / result.info.fps:.1f} s) · a face in "
+            f"**{with_face}** · processed at **{result.frames / result.elapsed_s:.1f}** frames/s")
+
+
+def _run(ctx: AppContext, source: Path, smooth: bool, job: VideoJob, progress) -> tuple:
+    """The job itself: (video path, CSV path, figure, summary); ``JobCancelled`` when its page went."""
     out_path = ctx.output_file(f"{source.stem}-landmarks.mp4")
     csv_path = out_path.with_name(f"{source.stem}-landmarks.csv")
 
     def report(done: int, total: int) -> None:
+        if job.cancel.is_set():
+            raise JobCancelled(f"page closed after {job.frames_done} frames")
+        job.frames_done = done
         progress((done, total) if total else None, desc="frames", unit="frames")
 
     try:
-        result = annotate_video(source, out_path, ctx.live_predictor, csv_path=csv_path, smooth=bool(smooth),
+        result = annotate_video(source, out_path, ctx.live_predictor, csv_path=csv_path, smooth=smooth,
                                 progress=report)
     except VideoError as exc:
         raise gr.Error(str(exc).replace(str(source), source.name)) from exc
-    figure = timeline_figure(result)
-    with_face = sum(1 for f in result.faces if f)
-    summary = (f"**{result.frames}** frames ({result.info.width}x{result.info.height}, "
-               f"{result.info.fps:.2f} frames/s, {result.frames / result.info.fps:.1f} s) · a face in "
-               f"**{with_face}** · processed at **{result.frames / result.elapsed_s:.1f}** frames/s")
-    return str(out_path), str(csv_path), figure, summary
+    return str(out_path), str(csv_path), timeline_figure(result), _summary(result)
+
+
+def annotate(ctx: AppContext, video_path: str | None, smooth: bool, request: gr.Request,
+             progress=gr.Progress()):
+    """Upload -> first the cleared outputs, then (annotated video path, CSV path, figure, summary).
+
+    A generator, so that the previous result leaves the screen as soon as the job starts.
+    """
+    if ctx.predictor is None:
+        raise gr.Error("The 98-point model is not loaded (see the banner); videos need it.")
+    if not video_path:
+        raise gr.Error("Upload a video first (" + ", ".join(VIDEO_SUFFIXES) + ").")
+    yield None, None, None, STARTED
+    job = JOBS.start(getattr(request, "session_hash", None) or "")
+    try:
+        yield _run(ctx, Path(video_path), bool(smooth), job, progress)
+    except JobCancelled as exc:
+        log.info("video job of %s stopped: %s", Path(video_path).name, exc)
+    finally:
+        JOBS.finish(job)
+
+
+def page_closed(request: gr.Request) -> None:
+    """``demo.unload``: the page went; stop its video job, if one is running."""
+    job = JOBS.cancel(getattr(request, "session_hash", None) or "")
+    if job is not None:
+        log.info("page closed: video job cancelled after %d frames", job.frames_done)

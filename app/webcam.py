@@ -4,8 +4,10 @@ Per browser session a small state dict keeps the ``model.tracking.FaceTracker`` 
 few frames, network on keyframes, optical flow in between), the ``model.smoothing.FaceSmoother``
 (which returns new faces: the tracker never sees smoothed points) and the recent frame times.
 The network runs without flip test (one forward per keyframe) through the app's inference engine,
-under a latest-wins slot per session: a frame that a newer one of the same session replaced while
-it waited is skipped, not shown late.
+in the live class under a latest-wins slot per session (``AppContext.stream_predictor``): a frame
+that a newer one of the same session replaced while it waited is skipped, not shown late. Uploads
+and the stream take turns per forward in the engine (``app.serving``); the stream never waits for
+an upload as a whole.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from app.context import AppContext
 from model.draw import draw_box, draw_faces, draw_five_points
-from model.engine import EnginePredictor, FrameDropped
+from model.engine import FrameDropped
 from model.image import check_image_array
 from model.smoothing import FaceSmoother
 from model.tracking import FaceTracker
@@ -37,7 +39,7 @@ def new_session() -> dict:
 
 def _tracker(ctx: AppContext, state: dict) -> FaceTracker:
     if state["tracker"] is None:
-        state["tracker"] = FaceTracker(ctx.live_predictor)
+        state["tracker"] = FaceTracker(ctx.stream_predictor(state["slot"]))
     return state["tracker"]
 
 
@@ -58,8 +60,6 @@ def process_frame(ctx: AppContext, frame: np.ndarray | None, smoothing: bool, st
         frame = check_image_array(np.asarray(frame), "camera frame")
     except (TypeError, ValueError) as exc:
         raise gr.Error(str(exc)) from exc
-    if ctx.predictor is not None:
-        ctx.predictor.engine.yield_to_foreground()  # an upload or API call is running: let it go first
     start = time.perf_counter()
     if ctx.predictor is None:
         out, count = _draw_detections(frame, ctx)
@@ -67,8 +67,7 @@ def process_frame(ctx: AppContext, frame: np.ndarray | None, smoothing: bool, st
     else:
         tracker = _tracker(ctx, state)
         try:
-            with EnginePredictor.slot(state["slot"]):
-                faces = tracker.update(frame)
+            faces = tracker.update(frame)
         except FrameDropped:
             return gr.skip(), gr.skip(), state  # a newer frame of this stream is on its way
         if smoothing:

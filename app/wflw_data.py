@@ -13,11 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
+from model.annotate import COCO_FILE
+from model.coco import read_coco
 from model.layout import ATTRIBUTES, NUM_LANDMARKS
 from training import metrics
 from training.evaluate import read_predictions, read_predictions_meta
 from training.prepare import ANNOTATIONS_URL, IMAGES_GDRIVE_ID
-from training.wflw import Sample, WFLWTree, find_wflw_root, load_test_split
+from training.wflw import Sample, WFLWTree, attribute_matrix, find_wflw_root, load_test_split, load_wflw_txt
+
+# What kind of dataset a root holds: WFLW itself (human ground truth, test split), or one written by
+# ``python -m model.annotate`` (ROOT/annotations.json beside the lists: model points, some reviewed).
+KINDS = ("wflw", "annotate")
+# How the faces of an annotate dataset can be ranked when there is no human ground truth to score.
+RANKINGS = {"flip error": "flip error, least consistent first", "detector score": "detector score, lowest first"}
+# Box match between a WFLW list line and a COCO annotation, pixels (both are written to 0.01 px).
+_BOX_TOLERANCE = 0.05
 
 HOW_TO_GET_WFLW = (
     "Start the app with --wflw-root ROOT, where ROOT holds the standard WFLW tree: "
@@ -42,6 +52,12 @@ class WFLWTestSet:
         source: where the predictions came from (a file name).
         meta: the predictions' provenance (``training.evaluate.prediction_meta``), ``{}`` if unknown.
         cancel: set to stop a running computation of predictions.
+        kind: "wflw" or "annotate" (``KINDS``).
+        num_test: the first ``num_test`` faces are the test split (all of them for WFLW; an annotate
+            dataset holds its test faces first, then its train faces).
+        sources: (N,) "model" / "human" per face (annotate datasets; all "human" for WFLW).
+        scores: (N,) float64 detector scores (NaN where unknown).
+        flip_errors: (N,) float64 flip errors, % of the inter-ocular distance (NaN where unknown).
     """
 
     tree: WFLWTree
@@ -52,13 +68,73 @@ class WFLWTestSet:
     source: str = ""
     meta: dict = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    kind: str = "wflw"
+    num_test: int | None = None
+    sources: list[str] | None = None
+    scores: np.ndarray | None = None
+    flip_errors: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.samples)
+        self.num_test = n if self.num_test is None else int(self.num_test)
+        self.sources = list(self.sources) if self.sources is not None else ["human"] * n
+        self.scores = np.full(n, np.nan) if self.scores is None else np.asarray(self.scores, dtype=np.float64)
+        self.flip_errors = (np.full(n, np.nan) if self.flip_errors is None
+                            else np.asarray(self.flip_errors, dtype=np.float64))
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> WFLWTestSet:
-        """The test split of a WFLW root (``training.wflw.load_test_split``)."""
+        """The test split of a WFLW root (``training.wflw.load_test_split``), or every face of a
+        dataset written by ``python -m model.annotate`` (``load_annotated``)."""
         tree = find_wflw_root(root)
+        if (tree.root / COCO_FILE).is_file():
+            return cls.load_annotated(tree)
         samples, flags = load_test_split(tree)
         return cls(tree, samples, flags)
+
+    @classmethod
+    def load_annotated(cls, tree: WFLWTree) -> WFLWTestSet:
+        """Test then train faces of an annotate dataset, each with the ``source``, detector
+        ``score`` and ``flip_error`` of its ``annotations.json`` entry (matched by image and box)."""
+        samples = load_wflw_txt(tree.annotations("test"))
+        num_test = len(samples)
+        samples += load_wflw_txt(tree.annotations("train"))
+        if not samples:
+            raise ValueError(f"{tree.root}: the annotate dataset has no faces")
+        records, _ = read_coco(tree.root / COCO_FILE)
+        faces = {}
+        for record in records:
+            faces.setdefault(str(record["image"]), []).extend(record["faces"])
+        sources, scores, flips = [], [], []
+        for sample in samples:
+            match = [f for f in faces.get(sample.image, [])
+                     if np.allclose(f["box"], sample.box, atol=_BOX_TOLERANCE)]
+            if not match:
+                raise ValueError(f"{tree.root / COCO_FILE}: no face of {sample.image} with box "
+                                 f"{np.round(sample.box, 2).tolist()} (the WFLW lists and the COCO file disagree)")
+            sources.append(match[0].get("source", "model"))
+            scores.append(match[0]["score"])
+            flips.append(match[0].get("flip_error", np.nan))
+        return cls(tree, samples, attribute_matrix(samples), kind="annotate", num_test=num_test,
+                   sources=sources, scores=scores, flip_errors=flips)
+
+    @property
+    def test_samples(self) -> list[Sample]:
+        """The faces of the test split (those ``training.evaluate`` predicts)."""
+        return self.samples[: self.num_test]
+
+    def split_of(self, index: int) -> str:
+        """ "test" or "train": the split face ``index`` belongs to."""
+        return "test" if index < self.num_test else "train"
+
+    def rank_by(self, ranking: str) -> np.ndarray:
+        """Face indices without ground truth to score: "flip error" (largest first) or "detector
+        score" (lowest first); faces without the number last (``RANKINGS``)."""
+        if ranking not in RANKINGS:
+            raise ValueError(f"ranking must be one of {tuple(RANKINGS)}, got {ranking!r}")
+        key = -self.flip_errors if ranking == "flip error" else self.scores.copy()
+        key = np.where(np.isnan(key), np.inf, key)
+        return np.argsort(key, kind="stable")
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -46,18 +46,19 @@ import cv2
 import numpy as np
 import torch
 
+from app import webcam
+from app.context import AppContext
 from bench.checkpoint import CACHE_DIR, bench_checkpoint, synthetic_root
 from model.backends import (ACCURACY_BOUND_PX, CACHE_ENV, ONNX, ONNX_INT8, TORCH, OnnxBackend, TorchBackend,
                             build_backend, onnx_model_path)
 from model.constants import INPUT_SIZE
 from model.detector import FaceDetector
 from model.draw import draw_faces
-from model.engine import EnginePredictor
 from model.geometry import landmark_box
 from model.image import read_image
 from model.network import LandmarkRegressor, load_regressor
 from model.pipeline import Predictor, crop_faces, to_record
-from model.smoothing import FaceSmoother
+from model.smoothing import FaceSmoother, estimate_lag, mean_jitter, smoothing_figures
 from model.tracking import DEFAULT_KEYFRAME_EVERY, DEFAULT_REDETECT_EVERY, FaceTracker
 from model.video import annotate_video, write_video
 from training.wflw import crop_box, find_wflw_root, load_wflw_txt, resolve_image
@@ -204,26 +205,29 @@ def _network(model: LandmarkRegressor, variant: str, calibration: np.ndarray):
 
 def _predictor(model: LandmarkRegressor, variant: str, flip: bool, calibration: np.ndarray,
                detector: FaceDetector) -> tuple[Predictor, Recorder]:
-    """A predictor whose network calls go through a ``Recorder`` (so the crops can be replayed)."""
-    predictor = Predictor(weights=model, device="cpu", flip_test=flip, backend=TORCH, detector=detector)
-    network = _network(model, variant, calibration)
-    recorder = Recorder(network)
-    predictor.run_network = recorder  # instance attribute: predict_crops calls this
+    """A predictor whose runner is a ``Recorder`` over the variant's network (so the crops can be replayed)."""
+    recorder = Recorder(_network(model, variant, calibration))
+    predictor = Predictor(weights=model, device="cpu", flip_test=flip, backend=TORCH, detector=detector,
+                          runner=recorder)
     recorder(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), np.uint8))  # build the backend (ONNX export/cache)
     recorder.calls.clear()
     return predictor, recorder
 
 
-def webcam_path(predictor: Predictor, redetect_every: int, keyframe_every: int) -> Callable[[np.ndarray], np.ndarray]:
-    """What the Webcam tab runs per frame: engine, tracker, smoother, drawing (without Gradio)."""
-    live = EnginePredictor.wrap(predictor)
-    tracker = FaceTracker(live, redetect_every=redetect_every, keyframe_every=keyframe_every)
-    smoother = FaceSmoother()
+def webcam_path(predictor: Predictor, redetect_every: int, keyframe_every: int) -> tuple[Callable, AppContext]:
+    """What the Webcam tab runs per frame, and the app context it runs in: ``app.webcam.process_frame``
+    with smoothing on (the app's inference engine, the session's tracker, smoother and drawing).
+    ``predictor``'s runner runs inside the engine. Close the context when done (it stops the engine)."""
+    ctx = AppContext(predictor=predictor, detector=predictor.detector)
+    state = webcam.new_session()
+    state["tracker"] = FaceTracker(ctx.stream_predictor(state["slot"]), redetect_every=redetect_every,
+                                   keyframe_every=keyframe_every)
 
     def step(frame: np.ndarray) -> np.ndarray:
-        return draw_faces(frame, smoother(tracker.update(frame), time.monotonic()))
+        out, _, _ = webcam.process_frame(ctx, frame, True, state)
+        return out
 
-    return step
+    return step, ctx
 
 
 def naive_path(predictor: Predictor) -> Callable[[np.ndarray], np.ndarray]:
@@ -303,7 +307,7 @@ def live_accuracy(predictor: Predictor, frames: int, redetect_every: int, keyfra
         raw_faces.append(faces)
         shown.append(smoother(faces, i / 30.0))  # a 30 frames/s camera
     naive_still = [predictor.predict(f) for f in still]
-    return {
+    figures = {
         "tracked_vs_network_every_frame": point_error_iod(tracked_faces, every_faces, moving_iod),
         "tracked_vs_mtcnn_and_network_every_frame": point_error_iod(tracked_faces, naive_faces, moving_iod),
         "still_shown": movement_iod(shown, still_iod),
@@ -311,6 +315,46 @@ def live_accuracy(predictor: Predictor, frames: int, redetect_every: int, keyfra
         "still_network_every_frame": movement_iod(naive_still, still_iod),
         "frames_with_face": sum(1 for f in tracked_faces if f) / len(tracked_faces),
     }
+    return {**figures, **lag_and_jitter(tracked_faces, raw_faces, frames)}
+
+
+def lag_and_jitter(moving_faces: list, still_faces: list, frames: int, rate_hz: float = 30.0) -> dict:
+    """Lag (frames) of the first face's landmark centre behind the photo's true centre on the moving
+    sequence, and jitter (px, mean frame-to-frame point movement) on the still one; raw tracker
+    output and through the Webcam tab's ``FaceSmoother`` (a ``rate_hz`` camera). NaN when a frame
+    has no face."""
+    truth = np.array([motion_at(t, (FRAME_WIDTH, FRAME_HEIGHT), PHOTO_SIDE) @ [PHOTO_SIDE / 2, PHOTO_SIDE / 2, 1.0]
+                      for t in range(frames)])
+    out = {}
+    for name, faces in (("moving", moving_faces), ("still", still_faces)):
+        smoother = FaceSmoother()
+        shown = [smoother(f, i / rate_hz) for i, f in enumerate(faces)]
+        for kind, track in (("raw", faces), ("smoothed", shown)):
+            if not all(track):
+                out[f"{name}_{kind}"] = float("nan")
+                continue
+            points = np.stack([f[0].landmarks for f in track])
+            out[f"{name}_{kind}"] = (estimate_lag(truth, points.mean(axis=1), settle=10) if name == "moving"
+                                     else mean_jitter(points[5:]))
+    return {"lag_raw": out["moving_raw"], "lag_smoothed": out["moving_smoothed"],
+            "jitter_raw_px": out["still_raw"], "jitter_smoothed_px": out["still_smoothed"]}
+
+
+def print_smoothing(acc: dict) -> None:
+    """The smoothing figures: the tracker's output on the bench sequences, and synthetic tracks."""
+    print()
+    print("# smoothing (One-Euro defaults of model.smoothing): lag behind the true motion in camera frames "
+          "(30 frames/s), jitter = mean frame-to-frame point movement of a still face in px")
+    print("| track | lag raw | lag smoothed | jitter raw px | jitter smoothed px |")
+    print("|---|---:|---:|---:|---:|")
+    cell = lambda v: f"{round(v, 2) + 0.0:.2f}"  # noqa: E731 (no "-0.00")
+    print(f"| tracker on the lenna sequences (moving / still, noise sigma {NOISE_SIGMA:g}) | {cell(acc['lag_raw'])} | "
+          f"{cell(acc['lag_smoothed'])} | {cell(acc['jitter_raw_px'])} | {cell(acc['jitter_smoothed_px'])} |")
+    for rate in (15.0, 30.0):
+        for speed in (1.0, 3.0, 9.0):
+            f = smoothing_figures(rate_hz=rate, noise_px=1.0, speed_px_per_frame=speed)
+            print(f"| synthetic, {rate:g} frames/s, peak {speed:g} px/frame, noise 1 px | {cell(f['lag_raw'])} | "
+                  f"{cell(f['lag_smoothed'])} | {cell(f['jitter_raw'])} | {cell(f['jitter_smoothed'])} |")
 
 
 WFLW_FACES = SHARED_DATA / "mmpose-tests" / "wflw"  # 4 real faces with 98 annotated points
@@ -415,56 +459,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    os.environ.setdefault(CACHE_ENV, str(CACHE_DIR))  # keep exported graphs with the bench cache
-    weights = args.weights or bench_checkpoint()
-    model = load_regressor(weights)
-    eager = TorchBackend(model, torch.device("cpu"))
+def speed_table(args, model, eager, detector, calibration) -> None:
+    """The speed table: the webcam, upload and network-only rows, interleaved, with the engine forwards counted."""
     r, k = args.redetect_every, args.keyframe_every
-    detector = FaceDetector()
-    calibration = face_crops("train", CALIBRATION_FACES)
-    print(f"# CPU benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    print(f"# weights: {weights}")
-    print()
+    # --- webcam: detect every frame vs the webcam path, per backend (no flip)
+    frames, _ = sequence(args.frames + WARMUP_FRAMES)
+    naive, naive_rec = _predictor(model, TORCH, False, calibration, detector)
+    rows = [Row("webcam naive: MTCNN every frame + torch fp32 eager", naive_path(naive), frames, naive_rec)]
+    for label, variant in (("torch channels-last", CHANNELS_LAST), ("onnx fp32", ONNX), ("onnx int8", ONNX_INT8)):
+        p, rec = _predictor(model, variant, False, calibration, detector)
+        rows.append(Row(f"webcam: MTCNN every frame + {label}", naive_path(p), frames, rec))
+    contexts = []
+    for label, backend in (("torch fp32", TORCH), ("onnx fp32", ONNX), ("onnx int8", ONNX_INT8)):
+        p, rec = _predictor(model, backend, False, calibration, detector)
+        step, ctx = webcam_path(p, r, k)
+        contexts.append(ctx)
+        rows.append(Row(f"webcam path: detector every {r}, network every {k}, flow between + {label}",
+                        step, frames, rec))
 
-    if not args.skip_table:
-        # --- webcam: detect every frame vs the webcam path, per backend (no flip)
-        frames, _ = sequence(args.frames + WARMUP_FRAMES)
-        naive, naive_rec = _predictor(model, TORCH, False, calibration, detector)
-        rows = [Row("webcam naive: MTCNN every frame + torch fp32 eager", naive_path(naive), frames, naive_rec)]
-        for label, variant in (("torch channels-last", CHANNELS_LAST), ("onnx fp32", ONNX), ("onnx int8", ONNX_INT8)):
-            p, rec = _predictor(model, variant, False, calibration, detector)
-            rows.append(Row(f"webcam: MTCNN every frame + {label}", naive_path(p), frames, rec))
-        for label, backend in (("torch fp32", TORCH), ("onnx fp32", ONNX), ("onnx int8", ONNX_INT8)):
-            p, rec = _predictor(model, backend, False, calibration, detector)
-            rows.append(Row(f"webcam path: detector every {r}, network every {k}, flow between + {label}",
-                            webcam_path(p, r, k), frames, rec))
+    # --- upload: decode + detect + flip pair in one forward + JSON record
+    jpeg = upload_jpeg()
+    for label, backend in (("torch fp32", TORCH), ("onnx fp32", ONNX), ("onnx int8", ONNX_INT8)):
+        p, rec = _predictor(model, backend, True, calibration, detector)
 
-        # --- upload: decode + detect + flip pair in one forward + JSON record
-        jpeg = upload_jpeg()
-        for label, backend in (("torch fp32", TORCH), ("onnx fp32", ONNX), ("onnx int8", ONNX_INT8)):
-            p, rec = _predictor(model, backend, True, calibration, detector)
+        def serve(data, p=p):
+            image = read_image(data, name="upload.jpg")
+            return to_record("upload.jpg", image.shape, p.predict(image))
 
-            def serve(data, p=p):
-                image = read_image(data, name="upload.jpg")
-                return to_record("upload.jpg", image.shape, p.predict(image))
+        rows.append(Row(f"upload 640x480, flip on: {label}", serve, [jpeg], rec))
 
-            rows.append(Row(f"upload 640x480, flip on: {label}", serve, [jpeg], rec))
+    # --- network only, one crop of a held-out synthetic face
+    crop = face_crops("test", 1)
+    for label, variant in (("torch fp32", TORCH), ("torch channels-last", CHANNELS_LAST),
+                           ("onnx fp32", ONNX), ("onnx int8", ONNX_INT8)):
+        _, rec = _predictor(model, variant, False, calibration, detector)
+        rows.append(Row(f"network only, 1 crop: {label}", rec, [crop], rec))
 
-        # --- network only, one crop of a held-out synthetic face
-        crop = face_crops("test", 1)
-        for label, variant in (("torch fp32", TORCH), ("torch channels-last", CHANNELS_LAST),
-                               ("onnx fp32", ONNX), ("onnx int8", ONNX_INT8)):
-            _, rec = _predictor(model, variant, False, calibration, detector)
-            rows.append(Row(f"network only, 1 crop: {label}", rec, [crop], rec))
-
-        rows.append(matmul_row())
+    rows.append(matmul_row())
+    try:
         run_interleaved(rows, args.frames)
-        print_table(rows, rows[0], eager, model)
+    finally:
+        for ctx in contexts:
+            ctx.close()
+    print_table(rows, rows[0], eager, model)
+    print(f"# webcam path rows: {sum(c.engine.forwards for c in contexts)} network forwards through the "
+          f"app's inference engine")
 
-    # --- live video accuracy and the video row, with the app's default CPU backend
+
+def print_live_accuracy(live, r: int, k: int) -> None:
+    """Live video accuracy (tracked vs network points, jitter on a still photo) and the smoothing figures."""
     live = Predictor(weights=model, device="cpu", flip_test=False, detector=detector)
     acc = live_accuracy(live, MOTION_PERIOD, r, k)
     print()
@@ -486,7 +529,11 @@ def main(argv: list[str] | None = None) -> int:
         v = acc[key]
         print(f"| {label} | {v.mean():.3f} | {np.median(v):.3f} | {np.percentile(v, 95):.3f} | {target} |")
     print(f"# face found in {acc['frames_with_face']:.0%} of the {MOTION_PERIOD} moving frames")
+    print_smoothing(acc)
 
+
+def print_oracle(live, r: int, k: int) -> None:
+    """The tracker's own error with a perfect network on the real WFLW faces."""
     oracle = oracle_accuracy(live, MOTION_PERIOD, r, k)
     print()
     print(f"# the tracker's own error: a perfect network (the true points on every keyframe), the real "
@@ -499,12 +546,38 @@ def main(argv: list[str] | None = None) -> int:
           f"{np.median(oracle['still']):.3f} | {np.percentile(oracle['still'], 95):.3f} | <= {JITTER_TARGET_IOD} |")
     print(f"# face found in {oracle['found']:.0%} of the frames")
 
-    video = video_throughput(live, args.clip_seconds)
+
+def print_video(live, clip_seconds: int) -> None:
+    """The video-file row: decode, track, draw and H.264 encode, all in."""
+    video = video_throughput(live, clip_seconds)
     per_minute = 60 * CLIP_FPS / video["fps"]
     print()
-    print(f"# video file, {CLIP_SIZE[0]}x{CLIP_SIZE[1]} {CLIP_FPS} frames/s H.264, {args.clip_seconds} s clip "
+    print(f"# video file, {CLIP_SIZE[0]}x{CLIP_SIZE[1]} {CLIP_FPS} frames/s H.264, {clip_seconds} s clip "
           f"({video['frames']} frames): {video['seconds']:.1f} s = {video['fps']:.1f} frames/s all in (decode, "
           f"track, draw, H.264 encode); a 60 s clip extrapolates to {per_minute:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault(CACHE_ENV, str(CACHE_DIR))  # keep exported graphs with the bench cache
+    weights = args.weights or bench_checkpoint()
+    model = load_regressor(weights)
+    eager = TorchBackend(model, torch.device("cpu"))
+    r, k = args.redetect_every, args.keyframe_every
+    detector = FaceDetector()
+    calibration = face_crops("train", CALIBRATION_FACES)
+    print(f"# CPU benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(f"# weights: {weights}")
+    print()
+
+    if not args.skip_table:
+        speed_table(args, model, eager, detector, calibration)
+
+    live = Predictor(weights=model, device="cpu", flip_test=False, detector=detector)
+    print_live_accuracy(live, r, k)
+    print_oracle(live, r, k)
+    print_video(live, args.clip_seconds)
     return 0
 
 

@@ -7,8 +7,8 @@ Decoded images go to the GPU once as uint8; every batch of faces is cut from the
 bilinear with a black border), normalised and run through the regressor under bf16 autocast in
 channels-last. Prints faces/s for the crop step, the network and both together.
 
-``gpu_crops`` also runs on CPU; tests compare it with ``cv2.warpAffine`` there. Without a CUDA GPU
-the command says so and exits with status 2.
+The crop is ``model.geometry.gpu_crops`` (tests compare it with ``cv2.warpAffine`` on CPU).
+Without a CUDA GPU the command says so and exits with status 2.
 """
 from __future__ import annotations
 
@@ -18,62 +18,15 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from model.constants import CROP_PADDING, INPUT_SIZE
-from model.geometry import box_to_crop, crop_matrix, invert_affine
+from model.constants import CROP_PADDING
+from model.geometry import box_to_crop, crop_matrix, gpu_crops
 from model.network import normalize
 
 # Throughput target on one H100: faces/s at batch 256, bf16, channels-last (crop + network).
 TARGET_FACES_PER_S = 10_000
 DEFAULT_BATCH = 256
 WARMUP_ITERS = 3
-
-
-def _pixel_to_grid(width: int, height: int) -> np.ndarray:
-    """3x3 map from pixel coordinates (centres at integers) to grid_sample's [-1, 1], align_corners=False."""
-    return np.array([[2.0 / width, 0.0, 1.0 / width - 1.0],
-                     [0.0, 2.0 / height, 1.0 / height - 1.0],
-                     [0.0, 0.0, 1.0]])
-
-
-def crop_thetas(matrices: np.ndarray, image_sizes: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
-    """``affine_grid`` thetas for image -> crop matrices.
-
-    Args:
-        matrices: (B, 2, 3) image-pixel -> crop-pixel maps (``model.geometry.crop_matrix``).
-        image_sizes: (B, 2) width, height of the tensor each crop samples from.
-        size: crop side in pixels.
-
-    Returns:
-        (B, 2, 3) float32: crop grid coordinates -> image grid coordinates.
-    """
-    from_crop_grid = np.linalg.inv(_pixel_to_grid(size, size))
-    thetas = np.empty((len(matrices), 2, 3), np.float64)
-    for i, (m, (w, h)) in enumerate(zip(matrices, image_sizes)):
-        crop_to_image = np.vstack([invert_affine(m), [0.0, 0.0, 1.0]])
-        thetas[i] = (_pixel_to_grid(int(w), int(h)) @ crop_to_image @ from_crop_grid)[:2]
-    return thetas.astype(np.float32)
-
-
-def gpu_crops(images: torch.Tensor, image_index: torch.Tensor, thetas: torch.Tensor,
-              size: int = INPUT_SIZE) -> torch.Tensor:
-    """Cut crops from images already on the device, as ``cv2.warpAffine`` would (bilinear, black border).
-
-    Args:
-        images: (I, 3, H, W) uint8 or float images (smaller images zero-padded at the bottom right,
-            which is the same as the black border).
-        image_index: (B,) long, the image each crop comes from.
-        thetas: (B, 2, 3) float32 from ``crop_thetas`` (with the padded W, H).
-        size: crop side.
-
-    Returns:
-        (B, size, size, 3) float32 crops on the 0-255 scale (the layout ``normalize`` takes).
-    """
-    source = images.index_select(0, image_index).float()
-    grid = F.affine_grid(thetas.to(source.device), [len(thetas), 3, size, size], align_corners=False)
-    crops = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return crops.permute(0, 2, 3, 1)
 
 
 def pad_images(images: list[np.ndarray]) -> np.ndarray:
@@ -130,13 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     model = load_regressor(args.weights or bench_checkpoint()).to(device).to(memory_format=torch.channels_last)
     images, boxes, index = _faces(args.batch_size)
     padded = torch.from_numpy(pad_images(images)).to(device)
-    sizes = np.tile([padded.shape[3], padded.shape[2]], (len(boxes), 1))
-    matrices = np.stack([crop_matrix(*box_to_crop(b, CROP_PADDING)) for b in boxes])
-    thetas = torch.from_numpy(crop_thetas(matrices, sizes)).to(device)
-    image_index = torch.from_numpy(index).to(device)
+    matrices = torch.from_numpy(np.stack([crop_matrix(*box_to_crop(b, CROP_PADDING)) for b in boxes])).to(device)
 
     def crop():
-        return gpu_crops(padded, image_index, thetas)
+        return gpu_crops(padded, matrices, image_index=index)
 
     crops = crop()
 

@@ -1,41 +1,39 @@
-"""One inference engine for every caller: a worker thread owns the network and batches requests.
+"""One inference engine for many callers: a worker thread owns the network and batches requests.
 
-Every caller (upload, API, webcam, video, the WFLW browser's compute) hands its crops to
-``InferenceEngine.run``; a single worker thread takes whatever is waiting, concatenates the crops
-of all waiting requests into one forward (dynamic batching: requests that arrive while a forward
-runs share the next one) and hands each caller its rows. So no caller holds the network for longer
-than its own forward, and a stream never blocks an upload for the length of the stream.
+Callers hand their crops to the engine through a *runner* (``engine.runner(priority, slot)``), a
+callable (N, S, S, 3) uint8 -> (N, 98, 2) float32 that a ``model.pipeline.Predictor`` takes as its
+``runner``. A single worker thread takes whatever is waiting, concatenates the crops of the waiting
+requests into one forward (dynamic batching: requests that arrive while a forward runs share the
+next one) and hands each caller its rows. Each request is a ``concurrent.futures.Future``.
 
-- Bounded: at most ``max_queue`` requests wait; one more raises ``QueueFullError``.
+- Priority classes, interleaved per forward: each class has a weight; the worker visits the
+  classes in a fixed weighted round robin (a class of weight 2 leads two forwards in a row) and
+  skips classes with nothing waiting. The leading class's requests go first into the batch; the
+  room left (``max_batch`` crops) is filled from the other classes in schedule order. So a
+  class never waits for more than one forward per other class, whatever the others queue.
+- Bounded: at most ``max_queue`` requests wait in all; one more raises ``QueueFullError``.
 - Per-request timeout: a caller waits at most ``timeout_s``; then ``EngineTimeout`` is raised and a
-  request that had not started is taken off the queue.
+  request that had not started is cancelled (taken off the queue).
 - Latest-wins slots: a request submitted with ``slot=key`` replaces a request of the same key that
   is still waiting (a live stream's frame that arrived while the previous one was in flight); the
-  replaced request's result is ``DROPPED``, not an error.
-- Foreground first: stills (uploads, the API) mark their detector and network work as foreground;
-  live streams and video jobs (``EnginePredictor.live()``) wait, at most ``BACKGROUND_MAX_WAIT_S``,
-  while any foreground work runs. On 2 CPU cores a stream would otherwise take half the machine
-  from an upload; this way the stream loses a few frames (it is latest-wins anyway) and the
-  upload runs at its idle speed.
+  replaced request fails with ``FrameDropped``.
 
-``EnginePredictor`` is a ``model.pipeline.Predictor`` whose ``run_network`` goes through an engine,
-so callers keep calling ``predict``, ``predict_boxes`` and ``faces_from_detections`` unchanged.
+Which classes exist, their weights and which callers get which slot is the serving policy of the
+app (``app.serving``); this module is the mechanism only.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import copy
 import logging
 import threading
-import time
 from collections import deque
-from typing import Callable, Hashable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Callable, Hashable, Mapping
 
 import numpy as np
 
 from model.layout import NUM_LANDMARKS
-from model.pipeline import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +45,10 @@ MAX_QUEUE = 64
 MAX_BATCH = 64
 # A caller gives up after this many seconds (queue wait plus forward).
 REQUEST_TIMEOUT_S = 60.0
-# Background work (streams, video jobs) waits at most this long for foreground work to finish,
-# so that a burst of uploads slows a stream down but never freezes it.
-BACKGROUND_MAX_WAIT_S = 2.0
-# ... and until this long after the last foreground work ended: an upload's drawing, JSON and
-# image encoding follow its network forward, and a stream frame there would halve their CPU.
-FOREGROUND_GRACE_S = 0.5
+# The one class of an engine built without ``priorities``.
+DEFAULT_PRIORITY = "default"
+# How long ``stop`` waits for the forward in flight to end.
+STOP_JOIN_S = 10.0
 
 
 class EngineError(RuntimeError):
@@ -68,35 +64,25 @@ class EngineTimeout(EngineError):
 
 
 class FrameDropped(Exception):
-    """Raised by ``EnginePredictor.run_network`` when a newer request of the same slot replaced this one."""
+    """A newer request of the same slot replaced this one before it ran (a live stream's old frame)."""
 
 
-class _Dropped:
-    def __repr__(self) -> str:
-        return "DROPPED"
+@dataclass(eq=False)
+class _Request:
+    crops: np.ndarray
+    priority: str
+    slot: Hashable | None
+    future: Future
 
 
-# The result of a request that a newer request of the same slot replaced.
-DROPPED = _Dropped()
-
-# The slot of the requests made in this context (``EnginePredictor.slot``); ``None``: no slot.
-_current_slot: contextvars.ContextVar[Hashable | None] = contextvars.ContextVar("engine_slot", default=None)
-
-
-class Request:
-    """One caller's crops and, once done, its result (an array, ``DROPPED`` or an exception)."""
-
-    def __init__(self, crops: np.ndarray, slot: Hashable | None) -> None:
-        self.crops = crops
-        self.slot = slot
-        self.done = threading.Event()
-        self.result: np.ndarray | _Dropped | None = None
-        self.error: BaseException | None = None
-        self.started = False
-
-    def _finish(self, result=None, error: BaseException | None = None) -> None:
-        self.result, self.error = result, error
-        self.done.set()
+def weighted_schedule(priorities: Mapping[str, int]) -> tuple[str, ...]:
+    """The round robin of classes: each name ``weight`` times, e.g. {"a": 2, "b": 1} -> ("a", "a", "b")."""
+    if not priorities:
+        raise ValueError("priorities must name at least one class")
+    for name, weight in priorities.items():
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+            raise ValueError(f"priority {name!r} needs a whole weight of at least 1, got {weight!r}")
+    return tuple(name for name, weight in priorities.items() for _ in range(weight))
 
 
 class InferenceEngine:
@@ -104,148 +90,167 @@ class InferenceEngine:
 
     Args:
         network: (N, S, S, 3) uint8 crops -> (N, 98, 2) float32 outputs; only the worker calls it.
-        max_queue: most requests waiting (not counting the forward in flight).
+        priorities: class name -> weight in the round robin (see the module doc); default one class.
+        max_queue: most requests waiting in all classes (not counting the forward in flight).
         max_batch: most crops gathered into one forward.
         timeout_s: default per-request timeout in seconds (queue wait plus forward).
         start: start the worker now (``False``: call ``start()`` later; requests wait until then).
+
+    Stop it with ``stop()`` (or use it as a context manager): the worker is a thread.
     """
 
-    def __init__(self, network: Callable[[np.ndarray], np.ndarray], max_queue: int = MAX_QUEUE,
+    def __init__(self, network: Callable[[np.ndarray], np.ndarray], *,
+                 priorities: Mapping[str, int] | None = None, max_queue: int = MAX_QUEUE,
                  max_batch: int = MAX_BATCH, timeout_s: float = REQUEST_TIMEOUT_S, start: bool = True) -> None:
         if max_queue < 1 or max_batch < 1:
             raise ValueError(f"max_queue and max_batch must be at least 1, got {max_queue} and {max_batch}")
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
         self.network = network
+        self.schedule = weighted_schedule(dict(priorities or {DEFAULT_PRIORITY: 1}))
         self.max_queue, self.max_batch, self.timeout_s = int(max_queue), int(max_batch), float(timeout_s)
-        self._queue: deque[Request] = deque()
+        self._queues: dict[str, deque[_Request]] = {name: deque() for name in dict.fromkeys(self.schedule)}
+        self._turn = 0  # index into ``schedule`` of the class that leads the next forward
         self._cond = threading.Condition()
         self._stopped = False
-        self._foreground = 0
-        self._foreground_end = float("-inf")
         self._thread: threading.Thread | None = None
-        # Statistics: forwards run, and the number of requests and crops in each (the last 1000).
+        # Statistics: forwards run, the (requests, crops) of each and the class that led it (last 1000).
         self.forwards = 0
         self.batch_sizes: deque[tuple[int, int]] = deque(maxlen=1000)
+        self.leaders: deque[str] = deque(maxlen=1000)
         if start:
             self.start()
+
+    @property
+    def priorities(self) -> tuple[str, ...]:
+        """The class names, in schedule order."""
+        return tuple(self._queues)
 
     def start(self) -> None:
         """Start the worker thread (once)."""
         with self._cond:
+            if self._stopped:
+                raise EngineError("the inference engine was stopped")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="inference-engine", daemon=True)
                 self._thread.start()
 
     def stop(self) -> None:
-        """Stop the worker; waiting requests fail with ``EngineError``."""
+        """Stop the worker and wait for it; waiting requests fail with ``EngineError``. Idempotent."""
         with self._cond:
             self._stopped = True
-            waiting = list(self._queue)
-            self._queue.clear()
+            waiting = [r for queue in self._queues.values() for r in queue]
+            for queue in self._queues.values():
+                queue.clear()
             self._cond.notify_all()
         for request in waiting:
-            request._finish(error=EngineError("the inference engine was stopped"))
+            if request.future.set_running_or_notify_cancel():
+                request.future.set_exception(EngineError("the inference engine was stopped"))
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5.0)
+            self._thread.join(timeout=STOP_JOIN_S)
 
-    @contextlib.contextmanager
-    def foreground(self) -> Iterator[None]:
-        """Mark the work inside this block as foreground (background work waits for it)."""
+    @property
+    def running(self) -> bool:
+        """Whether the worker thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> "InferenceEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def pending(self, priority: str | None = None) -> int:
+        """Requests waiting for the worker (in one class, or in all)."""
         with self._cond:
-            self._foreground += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._foreground -= 1
-                self._foreground_end = time.monotonic()
-                self._cond.notify_all()
+            if priority is not None:
+                return len(self._queues[self._check(priority)])
+            return sum(len(queue) for queue in self._queues.values())
 
-    def yield_to_foreground(self, max_wait_s: float = BACKGROUND_MAX_WAIT_S,
-                            grace_s: float = FOREGROUND_GRACE_S) -> float:
-        """Wait while foreground work runs and for ``grace_s`` after it ended, at most ``max_wait_s``
-        in all; returns the seconds waited."""
-        start = time.monotonic()
-        with self._cond:
-            while not self._stopped:
-                now = time.monotonic()
-                left = max_wait_s - (now - start)
-                if self._foreground:
-                    wait = left
-                else:
-                    wait = min(left, self._foreground_end + grace_s - now)
-                if wait <= 0:
-                    break
-                self._cond.wait(wait)
-        return time.monotonic() - start
+    def _check(self, priority: str) -> str:
+        if priority not in self._queues:
+            raise ValueError(f"unknown priority {priority!r}; this engine has {', '.join(self._queues)}")
+        return priority
 
-    def pending(self) -> int:
-        """Requests waiting for the worker."""
-        with self._cond:
-            return len(self._queue)
-
-    def submit(self, crops: np.ndarray, slot: Hashable | None = None) -> Request:
-        """Queue (N, S, S, 3) uint8 crops; ``slot`` makes the request latest-wins (see the module doc)."""
+    def submit(self, crops: np.ndarray, priority: str | None = None, slot: Hashable | None = None) -> Future:
+        """Queue (N, S, S, 3) uint8 crops in class ``priority`` (default: the first class); ``slot``
+        makes the request latest-wins (see the module doc). Returns its ``Future``."""
         crops = np.asarray(crops)
         if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
             raise ValueError(f"crops must be (N, S, S, 3) uint8, got shape {crops.shape} dtype {crops.dtype}")
-        request = Request(crops, slot)
+        priority = self._check(self.schedule[0] if priority is None else priority)
+        request = _Request(crops, priority, slot, Future())
         replaced = None
         with self._cond:
             if self._stopped:
                 raise EngineError("the inference engine was stopped")
+            queue = self._queues[priority]
             if slot is not None:
-                for i, waiting in enumerate(self._queue):
+                for i, waiting in enumerate(queue):
                     if waiting.slot == slot:
-                        replaced = waiting
-                        self._queue[i] = request  # the newer frame takes the older one's place
+                        replaced, queue[i] = waiting, request  # the newer frame takes the older one's place
                         break
             if replaced is None:
-                if len(self._queue) >= self.max_queue:
-                    raise QueueFullError(f"the inference queue is full ({len(self._queue)} requests waiting, "
+                waiting = sum(len(q) for q in self._queues.values())
+                if waiting >= self.max_queue:
+                    raise QueueFullError(f"the inference queue is full ({waiting} requests waiting, "
                                          f"max_queue={self.max_queue}); try again in a moment")
-                self._queue.append(request)
+                queue.append(request)
             self._cond.notify_all()
-        if replaced is not None:
-            replaced._finish(result=DROPPED)
-        return request
+        if replaced is not None and replaced.future.set_running_or_notify_cancel():
+            replaced.future.set_exception(FrameDropped("a newer frame of the same stream replaced this one"))
+        return request.future
 
-    def wait(self, request: Request, timeout_s: float | None = None):
-        """The request's result: (N, 98, 2) float32 or ``DROPPED``; raises its error or ``EngineTimeout``."""
+    def wait(self, future: Future, timeout_s: float | None = None) -> np.ndarray:
+        """The result of a submitted request: (N, 98, 2) float32. Raises its error (``FrameDropped``
+        when replaced, the network's exception, ``EngineError``) or ``EngineTimeout``."""
         timeout_s = self.timeout_s if timeout_s is None else float(timeout_s)
-        if not request.done.wait(timeout_s):
-            with self._cond:
-                if request in self._queue:
-                    self._queue.remove(request)
-                state = "running" if request.started else "still queued"
-                waiting = len(self._queue)
+        try:
+            return future.result(timeout_s)
+        except FutureTimeout:
+            state = "still queued" if future.cancel() else "running"
+            if state == "still queued":
+                with self._cond:
+                    for queue in self._queues.values():
+                        for request in [r for r in queue if r.future is future]:
+                            queue.remove(request)
             raise EngineTimeout(f"no network result within {timeout_s:g} s (request {state}, "
-                                f"{waiting} other requests waiting)")
-        if request.error is not None:
-            raise request.error
-        return request.result
+                                f"{self.pending()} other requests waiting)") from None
 
-    def run(self, crops: np.ndarray, slot: Hashable | None = None, timeout_s: float | None = None):
-        """Submit and wait: (N, 98, 2) float32 outputs, or ``DROPPED`` when a newer request of ``slot`` replaced it."""
+    def run(self, crops: np.ndarray, priority: str | None = None, slot: Hashable | None = None,
+            timeout_s: float | None = None) -> np.ndarray:
+        """Submit and wait: (N, 98, 2) float32 outputs; raises ``FrameDropped`` when a newer request
+        of ``slot`` replaced this one."""
         if len(crops) == 0:
             return np.zeros((0, NUM_LANDMARKS, 2), np.float32)
-        return self.wait(self.submit(crops, slot), timeout_s)
+        return self.wait(self.submit(crops, priority, slot), timeout_s)
 
-    def _take_batch(self) -> list[Request] | None:
+    def runner(self, priority: str | None = None, slot: Hashable | None = None) -> "EngineRunner":
+        """A network callable for ``Predictor(runner=...)``: its forwards go through this engine in
+        class ``priority`` (default: the first class), latest-wins under ``slot`` when given."""
+        return EngineRunner(self, self._check(self.schedule[0] if priority is None else priority), slot)
+
+    def _take_batch(self) -> list[_Request] | None:
+        """The next forward's requests: the leading class first, then the others (see the module doc)."""
         with self._cond:
-            while not self._queue and not self._stopped:
+            while not self._stopped and not any(self._queues.values()):
                 self._cond.wait()
             if self._stopped:
                 return None
-            batch = [self._queue.popleft()]
-            total = len(batch[0].crops)
-            while self._queue and total + len(self._queue[0].crops) <= self.max_batch:
-                request = self._queue.popleft()
-                total += len(request.crops)
-                batch.append(request)
-            for request in batch:
-                request.started = True
+            n = len(self.schedule)
+            turns = [(self._turn + k) % n for k in range(n)]
+            lead = next(t for t in turns if self._queues[self.schedule[t]])
+            self._turn = (lead + 1) % n
+            order = list(dict.fromkeys(self.schedule[(lead + k) % n] for k in range(n)))
+            batch, total = [], 0
+            for name in order:
+                queue = self._queues[name]
+                while queue and (not batch or total + len(queue[0].crops) <= self.max_batch):
+                    request = queue.popleft()
+                    if request.future.set_running_or_notify_cancel():  # False: cancelled by a timeout
+                        batch.append(request)
+                        total += len(request.crops)
+            self.leaders.append(self.schedule[lead])
             return batch
 
     def _work(self) -> None:
@@ -253,84 +258,33 @@ class InferenceEngine:
             batch = self._take_batch()
             if batch is None:
                 return
+            if not batch:
+                continue
             crops = batch[0].crops if len(batch) == 1 else np.concatenate([r.crops for r in batch])
             try:
                 out = np.asarray(self.network(crops), dtype=np.float32)
             except Exception as exc:  # handed to every caller of this forward, each re-raises it
                 log.exception("network forward failed on %d crops", len(crops))
                 for request in batch:
-                    request._finish(error=exc)
+                    request.future.set_exception(exc)
                 continue
             self.forwards += 1
             self.batch_sizes.append((len(batch), len(crops)))
             start = 0
             for request in batch:
-                request._finish(result=out[start:start + len(request.crops)])
+                request.future.set_result(out[start:start + len(request.crops)])
                 start += len(request.crops)
 
 
-class EnginePredictor(Predictor):
-    """A ``Predictor`` whose network forwards go through an ``InferenceEngine``.
-
-    Built from a loaded predictor with ``EnginePredictor.wrap(predictor)`` (the weights, detector and
-    backend are shared, nothing is loaded again); its detector and network work is foreground.
-    ``live()`` gives a view of the same engine and detector with test-time flip off and background
-    priority: the webcam and video paths.
-    """
+@dataclass(frozen=True)
+class EngineRunner:
+    """A network callable whose forwards go through ``engine`` in class ``priority``, latest-wins
+    under ``slot`` (``None``: every request runs). Built by ``InferenceEngine.runner``."""
 
     engine: InferenceEngine
-    background: bool = False
+    priority: str
+    slot: Hashable | None = None
 
-    @classmethod
-    def wrap(cls, predictor: Predictor, engine: InferenceEngine | None = None, **engine_options) -> "EnginePredictor":
-        if isinstance(predictor, EnginePredictor):
-            return predictor
-        _ = predictor.detector  # build the detector now, so that every view shares this one
-        wrapped = cls.__new__(cls)
-        wrapped.__dict__.update(predictor.__dict__)  # the same model, backend, detector and settings
-        wrapped.engine = engine if engine is not None else InferenceEngine(predictor.run_network, **engine_options)
-        return wrapped
-
-    def _priority(self):
-        if self.background:
-            self.engine.yield_to_foreground()
-            return contextlib.nullcontext()
-        return self.engine.foreground()
-
-    def run_network(self, crops: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 crops -> (N, 98, 2) through the engine; raises ``FrameDropped`` when replaced."""
-        with self._priority():
-            out = self.engine.run(crops, slot=_current_slot.get())
-        if out is DROPPED:
-            raise FrameDropped("a newer frame of the same stream replaced this one")
-        return out
-
-    def detect(self, image_rgb: np.ndarray):
-        with self._priority():
-            return super().detect(image_rgb)
-
-    def predict(self, image_rgb: np.ndarray):
-        with self._priority():
-            return super().predict(image_rgb)
-
-    def predict_boxes(self, image_rgb: np.ndarray, boxes_xyxy) -> np.ndarray:
-        with self._priority():
-            return super().predict_boxes(image_rgb, boxes_xyxy)
-
-    def live(self) -> "EnginePredictor":
-        """The same engine and detector with test-time flip off and background priority."""
-        view = copy.copy(self)
-        view.flip_test = False
-        view.background = True
-        return view
-
-    @staticmethod
-    @contextlib.contextmanager
-    def slot(key: Hashable) -> Iterator[None]:
-        """Within this block, network requests of this thread are latest-wins under ``key``."""
-        token = _current_slot.set(key)
-        try:
-            yield
-        finally:
-            _current_slot.reset(token)
-
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 crops -> (N, 98, 2) float32; raises ``FrameDropped`` when replaced."""
+        return self.engine.run(crops, self.priority, self.slot)

@@ -5,6 +5,8 @@ permutation is derived from the pairs and checked at import time.
 """
 from __future__ import annotations
 
+import numpy as np
+
 NUM_LANDMARKS = 98
 
 # Region name -> (first index, last index + 1), 0-based, in WFLW order.
@@ -78,3 +80,66 @@ if len(POINT_REGION) != NUM_LANDMARKS:
 
 # The six WFLW attribute flags, in annotation-file order.
 ATTRIBUTES: tuple[str, ...] = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
+
+# ----------------------------------------------------------------------------- the 68-point subset
+
+# The 300W / iBUG 68-point scheme (dlib, face-alignment) as the standard subset of the 98 WFLW points:
+# region of the 68-point scheme -> the WFLW indices it takes, in 68-point order. The jaw keeps every
+# second contour point; each brow its upper arc; each eye its two corners and two points per lid.
+_SUBSET_68: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("jaw", tuple(range(0, 33, 2))),
+    ("right_brow", tuple(range(33, 38))),
+    ("left_brow", tuple(range(42, 47))),
+    ("nose_bridge", tuple(range(51, 55))),
+    ("lower_nose", tuple(range(55, 60))),
+    ("right_eye", (60, 61, 63, 64, 65, 67)),
+    ("left_eye", (68, 69, 71, 72, 73, 75)),
+    ("outer_lip", tuple(range(76, 88))),
+    ("inner_lip", tuple(range(88, 96))),
+)
+
+NUM_LANDMARKS_68 = 68
+
+# WFLW_TO_68[j] = the WFLW index of 68-point j (e.g. 17 -> 33, 36 -> 60, 48 -> 76).
+WFLW_TO_68: tuple[int, ...] = tuple(i for _, indices in _SUBSET_68 for i in indices)
+
+
+def _spans(groups: tuple[tuple[str, tuple[int, ...]], ...]) -> dict[str, tuple[int, int]]:
+    """Region name -> (first, last + 1) for regions laid end to end in ``groups`` order."""
+    spans, start = {}, 0
+    for name, indices in groups:
+        spans[name] = (start, start + len(indices))
+        start += len(indices)
+    return spans
+
+
+# Region name -> (first index, last index + 1) in the 68-point scheme (0-16 jaw ... 60-67 inner lip).
+REGIONS_68: dict[str, tuple[int, int]] = _spans(_SUBSET_68)
+if len(WFLW_TO_68) != NUM_LANDMARKS_68 or len(set(WFLW_TO_68)) != NUM_LANDMARKS_68:
+    raise ValueError("the 68-point subset must name 68 distinct WFLW points")
+
+
+def to_68(points):
+    """The 68-point (300W / iBUG) subset of WFLW points.
+
+    Args:
+        points: (..., 98, D) array-like (D = 2 for x, y; 3 for COCO x, y, v triples).
+
+    Returns:
+        (..., 68, D) numpy array of the same dtype, rows in 300W order (``WFLW_TO_68``).
+    """
+    points = np.asarray(points)
+    if points.ndim < 2 or points.shape[-2] != NUM_LANDMARKS:
+        raise ValueError(f"to_68 needs points of shape (..., {NUM_LANDMARKS}, D), got {points.shape}")
+    return points[..., list(WFLW_TO_68), :]
+
+
+# Point schemes an export may use: the 98 WFLW points, or their 68-point 300W / iBUG subset.
+SCHEMES = (NUM_LANDMARKS, NUM_LANDMARKS_68)
+
+
+def check_scheme(scheme: int) -> int:
+    """``scheme`` if it is 98 or 68, else ``ValueError`` naming it."""
+    if isinstance(scheme, bool) or scheme not in SCHEMES:
+        raise ValueError(f"keypoint scheme must be one of {', '.join(map(str, SCHEMES))}, got {scheme!r}")
+    return int(scheme)

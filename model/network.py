@@ -7,8 +7,10 @@ boxes, flips or losses. ``read_checkpoint`` is the one place that reads weights 
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import threading
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,8 +23,10 @@ from model.constants import MIN_INPUT_SIZE, PIXEL_MEAN, PIXEL_STD
 from model.layout import NUM_LANDMARKS
 
 try:  # numpy >= 2 (and the 1.26 forward alias)
+    from numpy._core.multiarray import _reconstruct as _numpy_reconstruct
     from numpy._core.multiarray import scalar as _numpy_scalar
 except ImportError:  # pragma: no cover - older numpy
+    from numpy.core.multiarray import _reconstruct as _numpy_reconstruct
     from numpy.core.multiarray import scalar as _numpy_scalar
 
 FEATURE_DIM = 2048  # ResNet-50's final channel count
@@ -154,23 +158,52 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
 
 
 # The published file keeps mmcv 1.x's runner ``meta``, whose ``hook_msgs.best_score`` is a
-# ``numpy.float64``. Unpickling one needs numpy's scalar constructor (named numpy.core.multiarray in
-# files written under numpy 1.x, numpy._core.multiarray under numpy 2), ``numpy.dtype`` and the
-# dtype's class (numpy.dtypes.Float64DType, rebuilt through BUILD). These are allowed for the
-# numeric dtypes below and nothing else: an object dtype, or any other global, stays refused.
+# ``numpy.float64``; mmpose 1.x files saved by mmengine keep numpy arrays in ``meta.dataset_meta``
+# (flip indices, sigmas, colours). Unpickling them needs numpy's scalar constructor and its array
+# reconstruction (``_reconstruct`` with ``ndarray``, filled by ``ndarray.__setstate__``), both named
+# ``numpy.core.multiarray`` in files written under numpy 1.x and ``numpy._core.multiarray`` under
+# numpy 2, plus ``numpy.dtype`` and the dtype's class (rebuilt through BUILD). These build data and
+# run no code; an empty array's data is pickled as ``bytes()``, which is allowed with no argument.
+# Only the numeric dtype classes below are allowed: an object or structured dtype,
+# an ndarray subclass, or any other global stays refused.
 _NUMPY_SCALAR_TYPES = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
                        np.uint64, np.float16, np.float32, np.float64)
+
+
+def _empty_bytes(*args) -> bytes:
+    """``bytes()``: how pickle protocol 2 (torch.save's) writes an empty bytes object, such as the
+    raw data of an empty numpy array (mmpose's WFLW ``sigmas`` and ``skeleton_link_colors``).
+    Only the empty call is allowed, so that a file cannot ask for ``bytes(10**12)``."""
+    if args:
+        raise pickle.UnpicklingError(f"bytes{args!r} refused: only bytes() is allowed in a checkpoint")
+    return b""
+
+
+_NUMPY_DTYPE_CLASSES = tuple(type(np.dtype(t)) for t in _NUMPY_SCALAR_TYPES)
+_NUMPY_DATA_TYPES = (np.ndarray, *_NUMPY_SCALAR_TYPES)
 NUMPY_SAFE_GLOBALS = (
     (_numpy_scalar, "numpy.core.multiarray.scalar"),
     (_numpy_scalar, "numpy._core.multiarray.scalar"),
+    (_numpy_reconstruct, "numpy.core.multiarray._reconstruct"),
+    (_numpy_reconstruct, "numpy._core.multiarray._reconstruct"),
+    np.ndarray,
     np.dtype,
-    *(type(np.dtype(t)) for t in _NUMPY_SCALAR_TYPES),
+    *_NUMPY_DTYPE_CLASSES,
+    (_empty_bytes, "builtins.bytes"),
 )
 # torch's allow-list is one process-wide set that ``safe_globals`` adds to and removes from on exit;
 # loads in several threads (the app) take turns, so that one load's exit cannot empty another's list.
 _SAFE_LOAD_LOCK = threading.Lock()
 _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
 _ALLOWED_NAMES = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in NUMPY_SAFE_GLOBALS}
+EXPECTED_CHECKPOINT = "a PyTorch checkpoint (.pth saved by torch.save)"
+# First bytes of files that are often given by mistake: (prefix, what the file is).
+_MAGIC = (
+    (b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+    (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"), (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"\x7fELF", "a program (ELF executable)"),
+)
 
 
 def _refused_globals(exc: Exception, path: Path) -> list[str]:
@@ -184,30 +217,109 @@ def _refused_globals(exc: Exception, path: Path) -> list[str]:
     return sorted(set(names) - _ALLOWED_NAMES)
 
 
+def describe_non_checkpoint(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it is plainly not a torch.save file ("a JPEG image", "empty (0 bytes)",
+    "a text file", "a zip archive that holds no data.pkl", ...); ``None`` when it may be one.
+
+    Read from the first bytes (and a zip's member names); nothing is unpickled.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head:
+        return "empty (0 bytes)"
+    if head.startswith(b"\x80"):  # a pickle (torch's legacy format starts with one)
+        return None
+    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):
+        return None  # a zip cut short (a partial copy): torch.load's error says so
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return "a damaged zip archive"
+        return None if any(n.endswith("/data.pkl") for n in names) else "a zip archive that holds no data.pkl"
+    for prefix, kind in _MAGIC:
+        if head.startswith(prefix):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    if head[257:262] == b"ustar":  # torch's oldest format was a tar archive: let torch.load decide
+        return None
+    if len(head) > 10 and head[8:10] == b'{"':
+        return "a safetensors file"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "an HTML page (a download that returned a web page?)"
+    if _looks_like_text(head):
+        return "a text file"
+    return f"a file that is neither a zip archive nor a pickle (it starts with bytes {head[:4].hex(' ')})"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """UTF-8 without NUL or other control bytes besides tab, newline and carriage return."""
+    if any(b < 32 and b not in (9, 10, 13) for b in head):
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 4  # a multi-byte character cut at the end of the window
+    return True
+
+
 def read_checkpoint(path: str | os.PathLike, map_location="cpu"):
     """``torch.load`` with ``weights_only=True``; unreadable or unsafe files raise ``CheckpointError``.
 
-    Beyond torch's own allow-list only numpy's scalar and dtype reconstruction
-    (``NUMPY_SAFE_GLOBALS``) may run; the error for any other global names it and the file.
+    Beyond torch's own allow-list only numpy's scalar, dtype and ndarray reconstruction
+    (``NUMPY_SAFE_GLOBALS``) may run; the error for any other global names it and the file. A file
+    that is plainly something else (an image, text, an empty file, another zip) is named as such.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
+    kind = describe_non_checkpoint(path)
+    if kind is not None:
+        raise CheckpointError(f"{path} is {kind}, not {EXPECTED_CHECKPOINT}")
     try:
         with _SAFE_LOAD_LOCK:
             present = set(torch.serialization.get_safe_globals())  # others' entries stay after the load
             with torch.serialization.safe_globals([g for g in NUMPY_SAFE_GLOBALS if g not in present]):
-                return torch.load(path, map_location=map_location, weights_only=True)
+                obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, pickle payloads refused by the safe unpickler, ...
         refused = _refused_globals(exc, path)
         if refused:
             raise CheckpointError(
                 f"{path}: cannot be read as a weights-only PyTorch checkpoint: it needs "
                 f"{', '.join(refused)}, which weights-only loading refuses (only tensors, plain containers "
-                f"and numpy numbers are allowed; loading such a file without that check could run code)"
+                f"and numpy numbers and arrays are allowed; such a file could run code when loaded)"
             ) from exc
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot be read as a weights-only PyTorch checkpoint ({reason})") from exc
+        raise CheckpointError(f"{path}: cannot be read as {EXPECTED_CHECKPOINT} ({_torch_reason(exc)})") from exc
+    _check_numpy_arrays(obj, str(path))
+    return obj
+
+
+def _check_numpy_arrays(obj, source: str) -> None:
+    """Refuse numpy data of any type but the numeric ones allowed above (an object array could be
+    built from a dtype made without its class, which the allow-list alone would not see)."""
+    pending = [("", obj)]
+    while pending:  # a loop, not recursion: nesting depth is the file's to choose
+        where, value = pending.pop()
+        if isinstance(value, np.ndarray | np.generic):
+            if type(value.dtype) not in _NUMPY_DTYPE_CLASSES or type(value) not in _NUMPY_DATA_TYPES:
+                raise CheckpointError(f"{source}: {where or 'the file'} holds a numpy {type(value).__name__} of "
+                                      f"dtype {value.dtype}; only numeric numpy data may be in a checkpoint")
+        elif isinstance(value, Mapping):
+            pending.extend((f"{where}.{k}" if where else str(k), v) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            pending.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+
+
+def _torch_reason(exc: Exception) -> str:
+    """The cause in torch's error, without its advice to turn the weights-only check off."""
+    text = str(exc).strip()
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _config_of(obj, source: str) -> dict:

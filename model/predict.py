@@ -1,11 +1,17 @@
 """Command line: 98-point landmarks for image files.
 
-    python -m model.predict IMAGE... [--weights W] [--json OUT] [--out-image OUT] [--no-flip]
+    python -m model.predict IMAGE_OR_FOLDER... [--json OUT] [--out-image OUT] [--labels]
+                            [--scheme 98|68] [--weights W] [--device auto|cpu|cuda|cuda:N] [--no-flip] [--max-faces N]
 
-With one image, ``--json`` and ``--out-image`` name files; with several they name folders that
-receive ``<image stem>.json`` / ``<image stem>.png`` (both written atomically). A bad image is
-reported and skipped; the exit status is non-zero when any image failed. A project checkpoint's
-``config.input_size`` sets the crop size (through ``Predictor``).
+With one image file, ``--json`` and ``--out-image`` name files (unless they name an existing
+folder). With several inputs, or a folder, they name folders that receive ``<stem>.json`` /
+``<stem>.png``; inputs that share a stem keep their path relative to the inputs' common folder
+(``dA/x.png dB/x.png --json out`` writes ``out/dA/x.json`` and ``out/dB/x.json``) and inputs that
+differ only by suffix keep it (``a.png a.jpg`` -> ``a.png.json``, ``a.jpg.json``); see
+``model.cli.output_names``. No output is written twice in one run: a clash is an error for the
+later input. Each record's ``"image"`` is the input path as given. Faces are in reading order
+(rows top to bottom, left to right), as in the app. A bad image is reported and skipped; the exit
+status is 1 when any input failed, 2 when the model cannot be loaded.
 """
 from __future__ import annotations
 
@@ -17,36 +23,28 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.backends import add_backend_argument
+from model.cli import BatchOutputs, add_model_arguments
 from model.draw import draw_faces
-from model.image import ImageError, read_image
+from model.image import ImageError, find_images, read_image
 from model.io import atomic_write_bytes, atomic_write_text
-from model.pipeline import MAX_FACES, Predictor, to_record
+from model.layout import NUM_LANDMARKS, SCHEMES
+from model.pipeline import Predictor, max_faces_note, to_record
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m model.predict", description=__doc__.split("\n\n")[0])
-    parser.add_argument("images", nargs="+", type=Path, help="image files (JPEG, PNG, PPM, WebP, BMP, ...)")
-    parser.add_argument("--weights", default=None,
-                        help="checkpoint path or URL (default: the official mmpose weights, cached in the torch hub dir)")
+    parser.add_argument("images", nargs="+", type=Path,
+                        help="image files (JPEG, PNG, PPM, WebP, BMP, ...) or folders (every image under them)")
     parser.add_argument("--json", type=Path, default=None, dest="json_out",
                         help="write results as JSON (a file for one image, a folder for several)")
     parser.add_argument("--out-image", type=Path, default=None,
                         help="write the annotated image (a file for one image, a folder for several)")
-    parser.add_argument("--no-flip", action="store_true", help="disable test-time flip (faster, slightly less accurate)")
     parser.add_argument("--labels", action="store_true", help="write landmark indices on the annotated image")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
-    add_backend_argument(parser)
-    parser.add_argument("--max-faces", type=int, default=MAX_FACES, help=f"most faces per image (default: {MAX_FACES})")
+    parser.add_argument("--scheme", type=int, choices=SCHEMES, default=NUM_LANDMARKS,
+                        help="points in the JSON: 98 (WFLW) or 68 (the 300W / iBUG subset, for dlib and "
+                             "face-alignment users; the record gains \"scheme\": 68) (default: 98)")
+    add_model_arguments(parser)
     return parser.parse_args(argv)
-
-
-def _output_path(option: Path | None, image: Path, several: bool, suffix: str) -> Path | None:
-    if option is None:
-        return None
-    path = option / f"{image.stem}{suffix}" if several else option
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def write_image(path: Path, image_rgb: np.ndarray) -> None:
@@ -60,47 +58,56 @@ def write_image(path: Path, image_rgb: np.ndarray) -> None:
     atomic_write_bytes(path, encoded.tobytes())
 
 
+def process(predictor: Predictor, image_path: Path, image: np.ndarray, outputs: BatchOutputs,
+            args: argparse.Namespace) -> None:
+    """Landmarks for one decoded image, reported on the terminal and written where asked."""
+    detections = predictor.detect(image)
+    faces = predictor.faces_from_detections(image, detections)
+    warning = max_faces_note(len(detections), len(faces))
+    if warning is not None:
+        print(f"{image_path}: {warning}", file=sys.stderr)
+    elif not faces:
+        print(f"{image_path}: no face found", file=sys.stderr)
+    else:
+        print(f"{image_path}: {len(faces)} face(s)")
+    if (path := outputs.path(args.json_out, image_path, ".json")) is not None:
+        record = to_record(str(image_path), image.shape, faces, warning=warning, scheme=args.scheme)
+        atomic_write_text(path, json.dumps(record, indent=1))
+    if (path := outputs.path(args.out_image, image_path, ".png")) is not None:
+        write_image(path, draw_faces(image, faces, labels=args.labels, numbers=list(range(1, len(faces) + 1))))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    images = find_images(args.images)
+    if not images:
+        print(f"error: no image files in {', '.join(map(str, args.images))}", file=sys.stderr)
+        return 1
     try:
         predictor = Predictor(weights=args.weights, device=args.device, flip_test=not args.no_flip,
                               max_faces=args.max_faces, backend=args.backend)
-    except (OSError, ValueError) as exc:  # missing/unreadable weights, offline, bad device or option
+    except (OSError, ValueError) as exc:  # missing/unreadable weights, offline, absent GPU, bad option
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    several = len(args.images) > 1
+    folder_out = any(o is not None and o.is_dir() for o in (args.json_out, args.out_image))
+    outputs = BatchOutputs(images, several=len(images) > 1 or any(p.is_dir() for p in args.images) or folder_out)
     failed = unwritten = 0
-    for image_path in args.images:
+    for image_path in images:
         try:
             image = read_image(image_path)
         except ImageError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        detections = predictor.detect(image)
-        faces = predictor.faces_from_detections(image, detections)
-        warning = None
-        if not faces:
-            print(f"{image_path}: no face found", file=sys.stderr)
-        elif len(detections) > len(faces):
-            warning = (f"{len(detections)} faces found, landmarks for the {len(faces)} most confident "
-                       f"(--max-faces)")
-            print(f"{image_path}: {warning}", file=sys.stderr)
-        else:
-            print(f"{image_path}: {len(faces)} face(s)")
-        record = to_record(image_path.name, image.shape, faces, warning=warning)
         try:
-            if (path := _output_path(args.json_out, image_path, several, ".json")) is not None:
-                atomic_write_text(path, json.dumps(record, indent=1))
-            if (path := _output_path(args.out_image, image_path, several, ".png")) is not None:
-                write_image(path, draw_faces(image, faces, labels=args.labels))
+            process(predictor, image_path, image, outputs, args)
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             unwritten += 1
     if failed:
-        print(f"{failed} of {len(args.images)} image(s) could not be read", file=sys.stderr)
+        print(f"{failed} of {len(images)} image(s) could not be read", file=sys.stderr)
     if unwritten:
-        print(f"{unwritten} of {len(args.images)} result(s) could not be written", file=sys.stderr)
+        print(f"{unwritten} of {len(images)} result(s) could not be written", file=sys.stderr)
     return 1 if failed or unwritten else 0
 
 

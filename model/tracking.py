@@ -26,9 +26,8 @@ import dataclasses
 import cv2
 import numpy as np
 
-from model.codec import decode
 from model.detector import DEFAULT_THRESHOLDS
-from model.geometry import apply_affine, box_to_crop, crop_matrix, match_boxes, warp_crop
+from model.geometry import apply_affine, box_to_crop, match_boxes
 from model.image import check_image_array
 from model.pipeline import Face, Predictor
 
@@ -269,13 +268,10 @@ class FaceTracker:
         return tracks
 
     def _run_network(self, frame: np.ndarray, tracks: list[Track]) -> None:
-        """Network landmarks for the tracks' crop boxes, in one batch."""
+        """Network landmarks for the tracks' crop squares, in one batch."""
         if not tracks:
             return
-        size = self.predictor.input_size
-        matrices = np.stack([crop_matrix(t.center, t.side, output_size=size) for t in tracks])
-        crops = np.stack([warp_crop(frame, m, size) for m in matrices])
-        landmarks = decode(self.predictor.predict_crops(crops), matrices, size)
+        landmarks = self.predictor.landmarks_for_squares(frame, [t.center for t in tracks], [t.side for t in tracks])
         for track, points in zip(tracks, landmarks):
             track.points = points
             track.since_keyframe = 0

@@ -1,7 +1,7 @@
 """Landmarks on a video file: an annotated H.264 mp4, a CSV of the points, optionally JSON.
 
-    python -m model.video IN --out annotated.mp4 --csv landmarks.csv [--json landmarks.json]
-                          [--weights W] [--device D] [--no-smooth]
+    python -m model.video IN... --out annotated.mp4 --csv landmarks.csv [--json landmarks.json]
+                          [--weights W] [--device auto|cpu|cuda|cuda:N] [--max-faces N] [--no-smooth]
 
 Frames are decoded and encoded with PyAV (``av``), whose wheel ships FFmpeg with libx264: no system
 ffmpeg is needed. Every frame goes through the webcam's ``FaceTracker`` (detector every few frames,
@@ -9,8 +9,10 @@ network on keyframes without flip test, optical flow in between) and, unless ``-
 One-Euro ``FaceSmoother``. The output is H.264 (yuv420p, ``+faststart``) in mp4, which Chromium
 plays. The CSV has one row per face per frame: ``frame, time_s, face_id, score, x0..x97, y0..y97``.
 
-A file that is not a video, is truncated or holds no frames gives an error naming the file (exit
-status 1, no traceback); nothing is written under the output names then.
+A file that is not a video, is truncated or holds no frames gives an error naming the file; nothing
+is written under its output names, the other videos are still done, and the exit status is 1. With
+several videos ``--out``, ``--csv`` and ``--json`` name folders laid out as ``model.predict``'s
+(``model.cli.BatchOutputs``: the inputs' relative paths, never one output written twice).
 """
 from __future__ import annotations
 
@@ -27,11 +29,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 import av
 import numpy as np
 
-from model.backends import add_backend_argument
+from model.cli import BatchOutputs, add_model_arguments
 from model.draw import draw_faces
 from model.io import atomic_write, atomic_write_json, atomic_write_text
 from model.layout import NUM_LANDMARKS
-from model.pipeline import MAX_FACES, Face, Predictor
+from model.pipeline import Face, Predictor
 from model.smoothing import FaceSmoother
 from model.tracking import FaceTracker
 
@@ -188,7 +190,7 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: float) -> P
 
 def annotate_video(path: str | Path, out_path: str | Path, predictor: Predictor, csv_path: str | Path | None = None,
                    json_path: str | Path | None = None, smooth: bool = True,
-                   progress: Callable[[int, int], None] | None = None) -> VideoResult:
+                   progress: Callable[[int, int], None] | None = None, name: str | None = None) -> VideoResult:
     """Track landmarks through a video and write the annotated mp4 (and the CSV / JSON).
 
     Args:
@@ -198,6 +200,7 @@ def annotate_video(path: str | Path, out_path: str | Path, predictor: Predictor,
         csv_path, json_path: where to write the points (``None``: not written).
         smooth: One-Euro smoothing of the drawn and written points (the tracker never sees them).
         progress: called as ``progress(frames done, frames expected)`` (expected 0 when unknown).
+        name: how the JSON names the video (default: the file name of ``path``).
 
     Returns:
         The per-frame faces and times. Raises ``VideoError`` naming ``path`` when it is unreadable.
@@ -224,58 +227,65 @@ def annotate_video(path: str | Path, out_path: str | Path, predictor: Predictor,
     if csv_path is not None:
         atomic_write_text(csv_path, csv_text(result))
     if json_path is not None:
-        atomic_write_json(json_path, json_record(path.name, result))
+        atomic_write_json(json_path, json_record(name or path.name, result))
     result.elapsed_s = time.perf_counter() - start
     return result
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m model.video", description=__doc__.split("\n\n")[0])
-    parser.add_argument("video", type=Path, help="input video (mp4, webm, mov, avi, ...)")
-    parser.add_argument("--out", type=Path, required=True, help="annotated video to write (H.264 mp4)")
+    parser.add_argument("videos", nargs="+", type=Path, metavar="video",
+                        help="input videos (mp4, webm, mov, avi, ...)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="annotated video to write (H.264 mp4; a folder for several videos)")
     parser.add_argument("--csv", type=Path, default=None,
-                        help="landmarks CSV: frame, time_s, face_id, score, x0..x97, y0..y97")
+                        help="landmarks CSV: frame, time_s, face_id, score, x0..x97, y0..y97 (a folder for "
+                             "several videos)")
     parser.add_argument("--json", type=Path, default=None, dest="json_out",
-                        help="landmarks JSON: per frame the faces in the /predict schema")
-    parser.add_argument("--weights", default=None,
-                        help="checkpoint path or URL (default: the official mmpose weights, cached in the torch hub dir)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
-    add_backend_argument(parser)
-    parser.add_argument("--max-faces", type=int, default=MAX_FACES, help=f"most faces per frame (default: {MAX_FACES})")
+                        help="landmarks JSON: per frame the faces in the /predict schema (a folder for several)")
+    # Keyframes always run without flip test (speed), so ``--no-flip`` is not offered here.
+    add_model_arguments(parser, flags=("weights", "device", "max_faces", "backend"))
     parser.add_argument("--no-smooth", action="store_true", help="write the raw tracked points (no One-Euro filter)")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _annotate_one(video: Path, predictor: Predictor, outputs: BatchOutputs, args: argparse.Namespace) -> None:
+    """Annotate one input video with a progress bar and print its summary; ``VideoError`` when unreadable."""
     from tqdm import tqdm
 
+    info = probe(video)
+    out = outputs.path(args.out, video, ".mp4")
+    csv_path = outputs.path(args.csv, video, ".csv")
+    json_path = outputs.path(args.json_out, video, ".json")
+    with tqdm(total=info.frames or None, unit="frame", desc=video.name) as bar:
+        result = annotate_video(video, out, predictor, csv_path=csv_path, json_path=json_path,
+                                smooth=not args.no_smooth, name=str(video),
+                                progress=lambda done, total: bar.update(done - bar.n))
+    faces = sum(len(f) for f in result.faces)
+    print(f"{video}: {result.frames} frames ({info.width}x{info.height}, {info.fps:.2f} frames/s), "
+          f"{faces} face rows, {result.frames / result.elapsed_s:.1f} frames/s processed -> {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        info = probe(args.video)
-    except VideoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    try:
-        predictor = Predictor(weights=args.weights, device=None if args.device == "auto" else args.device,
-                              flip_test=False, max_faces=args.max_faces, backend=args.backend)
-    except (OSError, ValueError) as exc:  # missing/unreadable weights, offline, bad device or option
+        predictor = Predictor(weights=args.weights, device=args.device, flip_test=False,
+                              max_faces=args.max_faces, backend=args.backend)
+    except (OSError, ValueError) as exc:  # missing/unreadable weights, offline, absent GPU, bad option
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with tqdm(total=info.frames or None, unit="frame", desc=args.video.name) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.update(done - bar.n)
-
+    several = len(args.videos) > 1 or args.out.is_dir()
+    outputs = BatchOutputs(args.videos, several=several)
+    failed = 0
+    for video in args.videos:
         try:
-            result = annotate_video(args.video, args.out, predictor, csv_path=args.csv, json_path=args.json_out,
-                                    smooth=not args.no_smooth, progress=progress)
-        except VideoError as exc:
-            bar.close()
+            _annotate_one(video, predictor, outputs, args)
+        except (VideoError, OSError, ValueError) as exc:  # VideoError is a ValueError; a clash of outputs too
             print(f"error: {exc}", file=sys.stderr)
-            return 1
-    faces = sum(len(f) for f in result.faces)
-    print(f"{args.video}: {result.frames} frames ({info.width}x{info.height}, {info.fps:.2f} frames/s), "
-          f"{faces} face rows, {result.frames / result.elapsed_s:.1f} frames/s processed -> {args.out}")
-    return 0
+            failed += 1
+    if failed:
+        print(f"{failed} of {len(args.videos)} video(s) failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

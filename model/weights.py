@@ -40,12 +40,10 @@ class WeightsVerificationError(WeightsUnavailableError):
     """A cached weights file whose sha256 does not start with the published prefix; it is not used."""
 
 
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of the file at ``path`` as 64 lower-case hex digits (read in chunks, any size)."""
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _marker(path: Path) -> Path:
@@ -82,7 +80,7 @@ def verify_cached(path: str | os.PathLike, sha256_prefix: str, url: str | None =
     path = Path(path)
     if _was_verified(path, sha256_prefix):
         return path
-    actual = _sha256(path)
+    actual = file_sha256(path)
     if not actual.startswith(sha256_prefix):
         source = f"download {url} again" if url else "copy the right file"
         raise WeightsVerificationError(
@@ -110,6 +108,10 @@ def download(url: str, dest: str | os.PathLike | None = None, sha256_prefix: str
     it; on any failure the temporary file is deleted and the error re-raised, so no partial file ever
     has the final name. With ``sha256_prefix``, a file already at ``dest`` is verified once
     (``verify_cached``) before it is returned.
+
+    Not ``torch.hub.download_url_to_file``, which does the same rename-after-hash, because it has
+    no ``timeout`` (a stalled server would hang start-up for ever) and does not fsync before the
+    rename (``model.io.atomic_write`` does, so a power cut cannot leave a torn file under the name).
     """
     dest = Path(dest) if dest is not None else cached_path(url)
     if dest.is_file():

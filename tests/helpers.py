@@ -63,6 +63,18 @@ def save_constant_checkpoint(path: Path, shape01) -> Path:
     return path
 
 
+def save_small_checkpoint(path: Path, shape01, input_size: int = 64) -> Path:
+    """A fast stand-in for the trained model, as a project checkpoint at ``path``: ``input_size`` px
+    crops, ``shape01`` plus a small input-dependent term (so every face gets its own points and
+    flip error). Returns ``path``."""
+    model = constant_regressor(shape01)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        model.fc.weight.copy_(torch.randn(model.fc.weight.shape, generator=generator) * 1e-4)
+    torch.save({"model": model.state_dict(), "config": {"input_size": input_size}}, path)
+    return path
+
+
 def mean_wflw_shape(subset_dir: Path) -> np.ndarray:
     """(98, 2) float32 mean WFLW face in crop coordinates / crop side, over the distinct faces of
     the six test subset lists, each cropped from its landmark box as evaluation crops it."""
@@ -82,6 +94,15 @@ def mean_wflw_shape(subset_dir: Path) -> np.ndarray:
         center, side = box_to_crop(landmark_box(pts))
         shapes.append(encode(apply_affine(pts, crop_matrix(center, side, output_size=INPUT_SIZE)), INPUT_SIZE)[0])
     return np.mean(shapes, axis=0).astype(np.float32)
+
+
+def unsupported_dds(width: int = 8, height: int = 8) -> bytes:
+    """A DDS texture in a compressed pixel format (FourCC "ATI9") that Pillow does not implement:
+    its decoder raises ``NotImplementedError``."""
+    pixel_format = struct.pack("<II4sIIIII", 32, 0x4, b"ATI9", 0, 0, 0, 0, 0)
+    header = (struct.pack("<IIIIIII", 124, 0x1007, height, width, 0, 0, 0) + b"\0" * 44 + pixel_format
+              + struct.pack("<IIIII", 0x1000, 0, 0, 0, 0))
+    return b"DDS " + header + b"\0" * 256
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -210,3 +231,10 @@ def square_photo(path: Path, side: int) -> np.ndarray:
     from model.image import read_image
 
     return cv2.resize(read_image(path), (side, side), interpolation=cv2.INTER_AREA)
+
+
+def engine_threads() -> list:
+    """The live worker threads of ``model.engine.InferenceEngine`` (named "inference-engine")."""
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "inference-engine" and t.is_alive()]

@@ -7,7 +7,8 @@ from training.augment import (MMPOSE_0X_AUGMENT, MMPOSE_1X_AUGMENT, AugmentParam
 from training.loss import SoftWingLoss
 from training.metrics import (ced_curve, ced_figure, format_table, fr_auc, landmark_figure, nme,
                               per_landmark_error, subset_table, summarize)
-from training.wflw import (Sample, WFLWDataset, WFLWTree, crop_box, find_wflw_root, format_wflw_line,
+from training.dataset import WFLWDataset
+from training.wflw import (Sample, WFLWTree, crop_box, find_wflw_root, format_wflw_line,
                            load_test_split, load_wflw_json, load_wflw_txt, mmpose_box, parse_wflw_line,
                            resolve_image, write_wflw_txt)
 

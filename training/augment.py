@@ -8,6 +8,7 @@ augmentation. The flip is folded into the crop's affine map, so each sample is w
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +88,17 @@ MMPOSE_1X_AUGMENT = AugmentParams(flip_prob=0.5, shift_prob=0.3, shift=NormalDra
 NO_AUGMENT = AugmentParams(flip_prob=0.0, shift_prob=0.0, scale=NormalDraw(0.0), rotate_prob=0.0)
 
 
+def crop_reach(params: AugmentParams) -> float:
+    """How far from the un-augmented crop centre any augmented crop can sample, in crop sides.
+
+    The largest scale's half-diagonal (any rotation) plus the largest shift's length; the mirror
+    is an isometry about the image, so it adds nothing. E.g. 0.x: 1.25 x 0.707 = 0.884.
+    """
+    scale = 1.0 + params.scale.factor * params.scale.limit
+    shift = params.shift.factor * params.shift.limit * math.sqrt(2.0) if params.shift_prob > 0 else 0.0
+    return scale * math.sqrt(2.0) / 2.0 + shift
+
+
 @dataclass(frozen=True)
 class Transform:
     """One draw of the random parameters."""
@@ -148,6 +160,28 @@ def transform_matrix(transform: Transform, center, side: float, image_width: int
     return compose(crop, inner)
 
 
+def draw_crop(rng: np.random.Generator | None, params: AugmentParams | None, center, side: float,
+              image_width: int, output_size: int) -> tuple[np.ndarray, bool]:
+    """One random draw as the (2, 3) image -> crop matrix and whether it mirrors the face.
+
+    ``params=None`` is the un-augmented crop (``rng`` unused). The CPU path (``WFLWDataset``) and
+    the GPU path (``training.gpu_data``) both crop with it, so the same generator gives both the
+    same crop and the same points.
+    """
+    if params is None:
+        return crop_matrix(center, side, 0.0, output_size), False
+    transform = random_transform(rng, params)
+    return transform_matrix(transform, center, side, image_width, output_size), transform.flip
+
+
+def crop_points(landmarks: np.ndarray, matrix: np.ndarray, flip: bool) -> np.ndarray:
+    """(98, 2) float32 crop pixels of image ``landmarks``, reordered by ``FLIP_INDICES`` when mirrored."""
+    points = apply_affine(landmarks, matrix)
+    if flip:
+        points = points[FLIP_INDICES]
+    return points.astype(np.float32)
+
+
 def augment_crop(image: np.ndarray, landmarks: np.ndarray, center, side: float, output_size: int,
                  rng: np.random.Generator, params: AugmentParams = MMPOSE_0X_AUGMENT):
     """Random crop of one face.
@@ -162,16 +196,11 @@ def augment_crop(image: np.ndarray, landmarks: np.ndarray, center, side: float, 
         crop (S, S, 3) uint8, points (98, 2) float32 crop pixels (reordered when mirrored), and
         the (2, 3) image -> crop matrix.
     """
-    transform = random_transform(rng, params)
-    matrix = transform_matrix(transform, center, side, image.shape[1], output_size)
-    points = apply_affine(landmarks, matrix)
-    if transform.flip:
-        points = points[FLIP_INDICES]
-    return warp_crop(image, matrix, output_size), points.astype(np.float32), matrix
+    matrix, flip = draw_crop(rng, params, center, side, image.shape[1], output_size)
+    return warp_crop(image, matrix, output_size), crop_points(landmarks, matrix, flip), matrix
 
 
 def eval_crop(image: np.ndarray, landmarks: np.ndarray, center, side: float, output_size: int):
     """The un-augmented crop: same outputs as ``augment_crop``."""
     matrix = crop_matrix(center, side, 0.0, output_size)
-    points = apply_affine(landmarks, matrix).astype(np.float32)
-    return warp_crop(image, matrix, output_size), points, matrix
+    return warp_crop(image, matrix, output_size), crop_points(landmarks, matrix, False), matrix

@@ -1,10 +1,12 @@
 """Evaluate a checkpoint on the WFLW test set the way the papers report it.
 
     python -m training.evaluate --wflw-root ROOT --weights CKPT --out DIR [--box landmarks|rect|detector]
-        [--no-flip] [--flip-convention 1.x|0.x] [--bf16] [--device cuda|cpu]
+        [--no-flip] [--flip-convention auto|1.x|0.x] [--bf16] [--device auto|cpu|cuda|cuda:N]
+        [--batch-size 128]
 
-Faces are cropped from the full images through ``model.pipeline.Predictor.predict_boxes`` (the
-inference path of the app, one image's faces in one batch) and scored in image pixels. Writes
+Faces are cropped from the full images (the crops of ``Predictor.predict_boxes``: ``cv2.warpAffine``
+on CPU, ``model.geometry.gpu_crops`` on the GPU, where the images are uploaded once and the crops stay),
+gathered across images into forward passes of ``--batch-size`` faces, and scored in image pixels. Writes
 ``metrics.json``, ``predictions.json`` (schema: ``write_predictions``) and ``ced.png`` to ``--out``
 and prints the WFLW table (full set and the six attribute subsets).
 
@@ -16,27 +18,36 @@ to the rectangle and are counted).
 Precision: fp32 on every device (as mmpose evaluates). ``--bf16`` runs the network under bf16
 autocast instead, and also in fp32 to report how far bf16 moved the points (mean and max px).
 Flip test: ``--flip-convention 1.x`` (x -> 1 - x - 1/size, mmpose 1.x's table, 4.44) or ``0.x``
-(x -> 1 - x, the 0.x table that published the file, 4.41); see ``model.codec``.
+(x -> 1 - x, the 0.x table that published the file, 4.41); see ``model.codec``. The default,
+``auto``, is the convention a training checkpoint stores (its recipe's, the one that picked
+``best.pth``), else 1.x (the mmpose files); metrics.json records which was used and why.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
+import torch
 
 from model.backends import PRECISIONS
-from model.codec import DEFAULT_FLIP_CONVENTION, FLIP_CONVENTIONS, check_flip_convention
-from model.geometry import match_boxes
+from model.cli import add_model_arguments, positive_int
+from model.codec import DEFAULT_FLIP_CONVENTION, FLIP_CONVENTIONS, check_flip_convention, decode, predict_crops
+from model.constants import CROP_PADDING
+from model.geometry import box_to_crop, crop_matrix, gpu_crops, match_boxes
 from model.image import read_image
 from model.io import atomic_write, atomic_write_json
 from model.layout import ATTRIBUTES, NUM_LANDMARKS
-from model.pipeline import Predictor
-from training.metrics import ced_figure, format_table, nme, subset_table
+from model.network import LandmarkRegressor, load_checkpoint, normalize
+from model.pipeline import Predictor, crop_faces
+from model.weights import file_sha256
+from training.metrics import ced_figure, format_table, nme, subset_table, summarize
 from training.wflw import BOX_MODES, Sample, crop_box, find_wflw_root, load_test_split, read_json, resolve_image
 
 BOX_CHOICES = (*BOX_MODES, "detector")
@@ -54,15 +65,6 @@ class EvaluationCancelled(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- predictions.json
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def prediction_meta(weights: str | os.PathLike, *, flip_test: bool, flip_convention: str, box_mode: str,
@@ -185,6 +187,25 @@ def read_predictions(path: str | os.PathLike, samples: list[Sample]) -> np.ndarr
 
 # ----------------------------------------------------------------------------- prediction
 
+# Faces per forward pass (before the flip test doubles it), gathered across images. On a GPU larger
+# batches run faster (``python -m bench.gpu``); on CPU the batch only bounds memory.
+DEFAULT_BATCH_SIZE = 128
+# Images decoded ahead of the network by a small thread pool (decoding releases the GIL).
+READ_WORKERS = min(4, os.cpu_count() or 1)
+READ_AHEAD = 2 * READ_WORKERS
+
+
+def _read_ahead(paths: list[tuple[Path, str]]) -> Iterator[np.ndarray]:
+    """Decoded images in order, at most ``READ_AHEAD`` of them decoded before they are asked for."""
+    with ThreadPoolExecutor(READ_WORKERS) as pool:
+        pending: deque = deque()
+        for path, name in paths:
+            pending.append(pool.submit(read_image, path, name=name))
+            if len(pending) > READ_AHEAD:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
 
 def _detector_boxes(predictor: Predictor, image: np.ndarray, rects: list[np.ndarray]) -> tuple[list, list[bool]]:
     """Each annotated face's MTCNN box (the one overlapping its WFLW rectangle most), else the rectangle."""
@@ -194,18 +215,92 @@ def _detector_boxes(predictor: Predictor, image: np.ndarray, rects: list[np.ndar
     return boxes, [j is None for j in pairs]
 
 
-def predict_samples(predictor: Predictor, samples: list[Sample], images_dir: str | os.PathLike, box_mode: str,
+class _FaceBatches:
+    """Crops of many images gathered into forward passes of exactly ``batch_size`` faces (the last
+    one smaller), written into ``pred`` (N, 98, 2) image pixels by row.
+
+    On the device path the crops are ``model.geometry.gpu_crops`` of the image uploaded once as
+    uint8, kept on the device until their forward; otherwise ``cv2.warpAffine`` crops in numpy.
+    """
+
+    def __init__(self, predictor: Predictor, pred: np.ndarray, batch_size: int, on_device: bool) -> None:
+        self.predictor, self.pred, self.batch_size, self.on_device = predictor, pred, batch_size, on_device
+        self.crops: list = []
+        self.matrices: list[np.ndarray] = []
+        self.rows: list[int] = []
+        self.done = 0  # faces predicted so far
+
+    def add(self, image: np.ndarray, boxes: np.ndarray, rows: list[int]) -> None:
+        size = self.predictor.input_size
+        if self.on_device:
+            matrices = np.stack([crop_matrix(*box_to_crop(box, CROP_PADDING), output_size=size) for box in boxes])
+            uploaded = torch.from_numpy(np.array(image)).to(self.predictor.device).permute(2, 0, 1)[None]
+            crops = gpu_crops(uploaded, matrices, size).round_()  # warpAffine's crops are whole grey levels
+        else:
+            crops, matrices = crop_faces(image, boxes, size)
+        self.crops.append(crops)
+        self.matrices.append(matrices)
+        self.rows.extend(rows)
+        while len(self.rows) >= self.batch_size:
+            self._run(self.batch_size)
+
+    def finish(self) -> None:
+        if self.rows:
+            self._run(len(self.rows))
+
+    def _run(self, count: int) -> None:
+        join = torch.cat if self.on_device else np.concatenate
+        crops, matrices = join(self.crops), np.concatenate(self.matrices)
+        rows, self.rows = self.rows[:count], self.rows[count:]
+        self.crops, self.matrices = ([crops[count:]], [matrices[count:]]) if self.rows else ([], [])
+        p = self.predictor
+        if self.on_device:
+            coords = predict_crops(partial(_forward, p), crops[:count], p.input_size, p.flip_test, p.flip_convention)
+        else:
+            coords = p.predict_crops(crops[:count])
+        self.pred[rows] = decode(coords, matrices[:count], p.input_size)
+        self.done += count
+
+
+def _forward(predictor: Predictor, crops: torch.Tensor) -> torch.Tensor:
+    """(N, S, S, 3) float crops on the predictor's device -> (N, 98, 2) float32 outputs, at the
+    predictor's precision (channels-last on CUDA)."""
+    x = normalize(crops)
+    if x.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16,
+                                                enabled=predictor.precision == "bf16"):
+        return predictor.model(x).float()
+
+
+def _faces_by_image(samples: list[Sample]) -> dict[str, list[int]]:
+    """Image name -> indices of its faces, images in order of first appearance."""
+    by_image: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_image.setdefault(s.image, []).append(i)
+    return by_image
+
+
+def predict_samples(predictor: Predictor, samples: list[Sample], images_dir: str | os.PathLike,
+                    box_mode: str = "landmarks", *, batch_size: int = DEFAULT_BATCH_SIZE,
+                    crops_on_device: bool | None = None,
                     progress: Callable[[int, int], None] | None = None,
                     cancel: Callable[[], bool] | None = None,
                     missed: list[int] | None = None) -> np.ndarray:
-    """Landmarks for every face, cropped from its box (one ``predict_boxes`` batch per image).
+    """Landmarks for every face, cropped from its box, in forward passes of ``batch_size`` faces
+    gathered across images (not one image's faces per pass).
 
     Args:
-        predictor: a ``model.pipeline.Predictor`` (its flip test, flip convention, input size and
-            precision apply).
+        predictor: a ``model.pipeline.Predictor`` (its flip test, flip convention, input size,
+            device and precision apply).
         samples: the faces; their images are read from ``images_dir``.
         box_mode: ``landmarks`` (mmpose's boxes), ``rect`` or ``detector`` (see the module doc).
-        progress: called as ``progress(done, total)`` after each image (counts of images).
+        batch_size: faces per forward pass (the flip test adds their mirrors to the same pass).
+        crops_on_device: cut the crops with ``model.geometry.gpu_crops`` on the predictor's device
+            and run its torch model on them there; ``None``: on CUDA only (elsewhere
+            ``cv2.warpAffine`` and the predictor's backend).
+        progress: called as ``progress(done, total)`` after each forward pass, in images whose
+            faces all have landmarks.
         cancel: polled before each image; when it returns True the run stops by raising
             ``EvaluationCancelled`` (nothing partial is returned).
         missed: with ``detector`` boxes, the indices of faces MTCNN missed (the rectangle was used)
@@ -216,24 +311,76 @@ def predict_samples(predictor: Predictor, samples: list[Sample], images_dir: str
     """
     if box_mode not in BOX_CHOICES:
         raise ValueError(f"box_mode must be one of {BOX_CHOICES}, got {box_mode!r}")
-    by_image: dict[str, list[int]] = {}
-    for i, s in enumerate(samples):
-        by_image.setdefault(s.image, []).append(i)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+    by_image = _faces_by_image(samples)
+    if crops_on_device is None:
+        crops_on_device = predictor.device.type == "cuda"
     pred = np.zeros((len(samples), NUM_LANDMARKS, 2), dtype=np.float32)
-    for done, (name, indices) in enumerate(by_image.items()):
-        if cancel is not None and cancel():
-            raise EvaluationCancelled(f"cancelled after {done} of {len(by_image)} images")
-        image = read_image(resolve_image(images_dir, name), name=name)
-        if box_mode == "detector":
-            boxes, lost = _detector_boxes(predictor, image, [np.asarray(samples[i].box, np.float64) for i in indices])
-            if missed is not None:
-                missed.extend(i for i, m in zip(indices, lost) if m)
-        else:
-            boxes = [crop_box(samples[i], box_mode) for i in indices]
-        pred[indices] = predictor.predict_boxes(image, np.asarray(boxes, dtype=np.float64))
-        if progress is not None:
-            progress(done + 1, len(by_image))
+    batches = _FaceBatches(predictor, pred, batch_size, crops_on_device)
+    ends = np.cumsum([len(rows) for rows in by_image.values()])  # faces queued after each image
+    reported = 0
+
+    def report() -> None:
+        nonlocal reported
+        finished = int(np.searchsorted(ends, batches.done, side="right"))
+        if progress is not None and finished > reported:
+            progress(finished, len(by_image))
+        reported = finished
+
+    images = _read_ahead([(resolve_image(images_dir, name), name) for name in by_image])
+    try:
+        for done, (image, indices) in enumerate(zip(images, by_image.values())):
+            if cancel is not None and cancel():
+                raise EvaluationCancelled(f"cancelled after {done} of {len(by_image)} images")
+            if box_mode == "detector":
+                rects = [np.asarray(samples[i].box, np.float64) for i in indices]
+                boxes, lost = _detector_boxes(predictor, image, rects)
+                if missed is not None:
+                    missed.extend(i for i, m in zip(indices, lost) if m)
+            else:
+                boxes = [crop_box(samples[i], box_mode) for i in indices]
+            batches.add(image, np.asarray(boxes, dtype=np.float64).reshape(-1, 4), indices)
+            report()
+    finally:
+        images.close()  # stops the read-ahead threads on cancel or error
+    batches.finish()
+    report()
     return pred
+
+
+def evaluate_samples(model: LandmarkRegressor | Predictor, samples: list[Sample], images_dir: str | os.PathLike, *,
+                     box_mode: str = "landmarks", batch_size: int = DEFAULT_BATCH_SIZE,
+                     device: str | torch.device | None = None, flip_test: bool = True,
+                     flip_convention: str = DEFAULT_FLIP_CONVENTION, input_size: int | None = None) -> dict:
+    """Image-space NME of a model on these faces (the training loop's evaluation can call this).
+
+    Args:
+        model: a ``LandmarkRegressor`` (unwrap DDP / ``torch.compile`` first; it is moved to
+            ``device`` and set to eval mode) or a ready ``Predictor`` (then ``device``,
+            ``flip_test``, ``flip_convention`` and ``input_size`` are the predictor's own and
+            must be left at their defaults).
+        samples, images_dir, box_mode, batch_size: as ``predict_samples``.
+        device: "auto"/None (CUDA when present), "cpu", "cuda" or "cuda:N".
+        flip_test, flip_convention: the test-time flip (``model.codec``).
+        input_size: crop side in pixels (default 256).
+
+    Returns:
+        {"nme", "fr", "auc", "num_faces"} fractions (fp32 points, float64 metrics), "per_image"
+        np.ndarray[N] and "pred" np.ndarray[N, 98, 2] float32 image pixels.
+    """
+    if isinstance(model, Predictor):
+        given = (device, flip_test, flip_convention, input_size) != (None, True, DEFAULT_FLIP_CONVENTION, None)
+        if given:
+            raise ValueError("evaluate_samples: a Predictor carries its own device, flip test, flip convention "
+                             "and input size; pass a LandmarkRegressor to set them here")
+        predictor = model
+    else:
+        predictor = Predictor(model, device=device, flip_test=flip_test, flip_convention=flip_convention,
+                              backend="torch", input_size=input_size)
+    pred = predict_samples(predictor, samples, images_dir, box_mode, batch_size=batch_size)
+    per_image = nme(pred, np.stack([s.landmarks for s in samples]))
+    return {**summarize(per_image), "per_image": per_image, "pred": pred}
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -244,10 +391,34 @@ def _as_percent(summary: dict) -> dict:
             "num_faces": summary["num_faces"]}
 
 
+# --flip-convention auto: the convention a project checkpoint stores in config["flip_convention"]
+# (its recipe's; training picks best.pth by it), else model.codec's default (mmpose 1.x's, 4.44).
+AUTO_FLIP_CONVENTION = "auto"
+
+
+def resolve_flip_convention(requested: str, config: dict, source: str = "checkpoint") -> tuple[str, str]:
+    """The flip convention to evaluate with, and where it came from ("given", "checkpoint" or "default").
+
+    Args:
+        requested: "1.x", "0.x" or "auto" (the checkpoint's ``config["flip_convention"]``, else
+            ``DEFAULT_FLIP_CONVENTION``).
+        config: the checkpoint's training config (``model.network.load_checkpoint``; ``{}`` for mmpose files).
+        source: the checkpoint's name, for the error message.
+    """
+    if requested != AUTO_FLIP_CONVENTION:
+        return check_flip_convention(requested), "given"
+    stored = config.get("flip_convention")
+    if stored is None:
+        return DEFAULT_FLIP_CONVENTION, "default"
+    if stored not in FLIP_CONVENTIONS:
+        raise ValueError(f"{source}: config.flip_convention {stored!r} is not one of {', '.join(FLIP_CONVENTIONS)}")
+    return stored, "checkpoint"
+
+
 def evaluate_checkpoint(wflw_root: str | os.PathLike, weights: str | os.PathLike, out: str | os.PathLike, *,
                         box: str = "landmarks", flip_test: bool = True,
-                        flip_convention: str = DEFAULT_FLIP_CONVENTION, precision: str = "fp32",
-                        device: str | None = None) -> dict:
+                        flip_convention: str = AUTO_FLIP_CONVENTION, precision: str = "fp32",
+                        device: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
     """Evaluate ``weights`` on the WFLW test set; write metrics.json, predictions.json and ced.png.
 
     Args:
@@ -256,10 +427,13 @@ def evaluate_checkpoint(wflw_root: str | os.PathLike, weights: str | os.PathLike
             sets the crop size.
         out: folder for the three files (created).
         box: crop box mode, one of ``BOX_CHOICES``.
-        flip_test, flip_convention: test-time flip and its mirror formula (``model.codec``).
+        flip_test: test-time flip.
+        flip_convention: "1.x", "0.x" or "auto" (``resolve_flip_convention``); metrics.json
+            records the one used ("flip_convention") and where it came from ("flip_convention_source").
         precision: "fp32" (default, every device) or "bf16" (autocast; the run is repeated in fp32
             and ``bf16_deviation_px`` {"mean", "max"} reports how far bf16 moved the points).
-        device: "cuda", "cpu" or ``None`` (CUDA when present).
+        device: "auto"/None (CUDA when present), "cpu", "cuda" or "cuda:N".
+        batch_size: faces per forward pass, gathered across images.
 
     Returns:
         the metrics dict written to metrics.json (NME and FR in percent, AUC a fraction).
@@ -268,60 +442,79 @@ def evaluate_checkpoint(wflw_root: str | os.PathLike, weights: str | os.PathLike
         raise ValueError(f"box {box!r} is not supported: use one of {BOX_CHOICES}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not supported: use one of {PRECISIONS}")
-    check_flip_convention(flip_convention)
+    if flip_convention != AUTO_FLIP_CONVENTION:
+        check_flip_convention(flip_convention)
     tree = find_wflw_root(wflw_root)
     samples, flags = load_test_split(tree)
     weights = Path(weights)
+    model, config = load_checkpoint(weights)
+    convention, convention_source = resolve_flip_convention(flip_convention, config, weights.name)
 
     def run(prec: str) -> tuple[np.ndarray, list[int], Predictor]:
         # eager torch: exact at any input size (ONNX graphs are fixed at 256, int8 moves NME)
-        predictor = Predictor(weights, device=device, flip_test=flip_test, flip_convention=flip_convention,
-                              backend="torch", precision=prec)
+        predictor = Predictor(model, device=device, flip_test=flip_test, flip_convention=convention,
+                              backend="torch", precision=prec, input_size=config.get("input_size"))
         lost: list[int] = []
-        return predict_samples(predictor, samples, tree.images, box, missed=lost), lost, predictor
+        return predict_samples(predictor, samples, tree.images, box, batch_size=batch_size, missed=lost), lost, predictor
 
     pred, missed, predictor = run(precision)
     per_image = nme(pred, np.stack([s.landmarks for s in samples]))
     table = subset_table(per_image, flags)
-    meta = prediction_meta(weights, flip_test=flip_test, flip_convention=flip_convention, box_mode=box,
+    meta = prediction_meta(weights, flip_test=flip_test, flip_convention=convention, box_mode=box,
                            input_size=predictor.input_size, precision=precision)
-    metrics = {**_as_percent(table["full"]), **meta, "weights": str(weights),
-               "subsets": {name: _as_percent(table[name]) for name in ATTRIBUTES}}
+    metrics = {**_as_percent(table["full"]), **meta, "flip_convention_source": convention_source,
+               "weights": str(weights), "subsets": {name: _as_percent(table[name]) for name in ATTRIBUTES}}
     if box == "detector":
         metrics["detector_missed"] = len(missed)
     if precision == "bf16":
         distance = np.linalg.norm(pred - run("fp32")[0], axis=-1)
         metrics["bf16_deviation_px"] = {"mean": float(distance.mean()), "max": float(distance.max())}
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "metrics.json", metrics, indent=2)
-    write_predictions(out / "predictions.json", samples, pred, meta)
-    figure = ced_figure({f"{weights.name} ({box} boxes)": per_image})
-    atomic_write(out / "ced.png", lambda tmp: figure.savefig(tmp, format="png"))
+    _write_results(Path(out), metrics, samples, pred, meta, per_image, f"{weights.name} ({box} boxes)")
     print(format_table(table))
-    print(f"box: {box}, flip test: {f'on ({flip_convention})' if flip_test else 'off'}, precision: {precision}, "
-          f"input size: {predictor.input_size}, faces: {len(samples)}"
-          + (f", detector missed {len(missed)} (rectangle used)" if box == "detector" else ""))
-    if precision == "bf16":
-        print(f"bf16 moved the points by {metrics['bf16_deviation_px']['mean']:.4f} px on average, "
-              f"{metrics['bf16_deviation_px']['max']:.4f} px at most (against fp32)")
+    _print_settings(metrics)
     return metrics
 
 
+def _print_settings(metrics: dict) -> None:
+    """The line under the table: boxes, flip test, precision, input size, faces (and bf16's cost)."""
+    flip = f"on ({metrics['flip_convention']}, {metrics['flip_convention_source']})" if metrics["flip_test"] else "off"
+    missed = metrics.get("detector_missed")
+    print(f"box: {metrics['box_mode']}, flip test: {flip}, precision: {metrics['precision']}, input size: "
+          f"{metrics['input_size']}, faces: {metrics['num_faces']}"
+          + (f", detector missed {missed} (rectangle used)" if missed is not None else ""))
+    if "bf16_deviation_px" in metrics:
+        print(f"bf16 moved the points by {metrics['bf16_deviation_px']['mean']:.4f} px on average, "
+              f"{metrics['bf16_deviation_px']['max']:.4f} px at most (against fp32)")
+
+
+def _write_results(out: Path, metrics: dict, samples: list[Sample], pred: np.ndarray, meta: dict,
+                   per_image: np.ndarray, label: str) -> None:
+    """metrics.json, predictions.json and ced.png into ``out`` (created), each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "metrics.json", metrics, indent=2)
+    write_predictions(out / "predictions.json", samples, pred, meta)
+    figure = ced_figure({label: per_image})
+    atomic_write(out / "ced.png", lambda tmp: figure.savefig(tmp, format="png"))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Evaluate a checkpoint on the WFLW test set.")
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate",
+                                     description="Evaluate a checkpoint on the WFLW test set.")
     parser.add_argument("--wflw-root", required=True, help="WFLW root (WFLW_images/, WFLW_annotations/)")
-    parser.add_argument("--weights", required=True, help="checkpoint (training or mmpose file)")
     parser.add_argument("--out", required=True, help="folder for metrics.json, predictions.json, ced.png")
+    add_model_arguments(parser, flags=("weights", "device", "no_flip"), weights_required=True,
+                        weights_help="checkpoint to evaluate (a training checkpoint or an mmpose file)")
     parser.add_argument("--box", default="landmarks", choices=BOX_CHOICES,
                         help="crop box: mmpose's box from the landmarks (published), WFLW rectangle, or MTCNN")
-    parser.add_argument("--no-flip", action="store_true", help="turn off test-time flip")
-    parser.add_argument("--flip-convention", default=DEFAULT_FLIP_CONVENTION, choices=FLIP_CONVENTIONS,
-                        help="flip-back formula: 1.x (x -> 1 - x - 1/size, NME 4.44) or 0.x (x -> 1 - x, 4.41)")
+    parser.add_argument("--flip-convention", default=AUTO_FLIP_CONVENTION,
+                        choices=(AUTO_FLIP_CONVENTION, *FLIP_CONVENTIONS),
+                        help="flip-back formula: 1.x (x -> 1 - x - 1/size, NME 4.44), 0.x (x -> 1 - x, 4.41), or "
+                             "auto: the one a training checkpoint stores (its recipe's, which picked best.pth), "
+                             f"else {DEFAULT_FLIP_CONVENTION} (default: auto)")
     parser.add_argument("--bf16", action="store_true",
                         help="bf16 autocast instead of fp32; also runs fp32 and reports the deviation in px")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: CUDA when present)")
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                        help=f"faces per forward pass, gathered across images (default: {DEFAULT_BATCH_SIZE})")
     return parser.parse_args(argv)
 
 
@@ -330,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     evaluate_checkpoint(args.wflw_root, args.weights, args.out, box=args.box, flip_test=not args.no_flip,
                         flip_convention=args.flip_convention, precision="bf16" if args.bf16 else "fp32",
-                        device=args.device)
+                        device=args.device, batch_size=args.batch_size)
     return 0
 
 

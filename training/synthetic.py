@@ -57,24 +57,8 @@ def _mirror(points: np.ndarray, defined: list[int]) -> np.ndarray:
     return points
 
 
-def face_template(eye_open: float = 1.0, mouth_open: float = 0.0, brow_lift: float = 0.0,
-                  jaw: float = 1.0, gaze: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
-    """(98, 2) points of a frontal face in the unit frame (x right, y down, half-width 1).
-
-    Args:
-        eye_open: lid opening factor (1 = neutral).
-        mouth_open: 0 closed .. 1 wide open.
-        brow_lift: brow raise in face half-widths.
-        jaw: chin length factor.
-        gaze: pupil offset as a fraction of the eye half-width / half-height.
-    """
-    p = np.full((NUM_LANDMARKS, 2), np.nan)
-    defined: list[int] = []
-
-    def put(i: int, x: float, y: float) -> None:
-        p[i] = (x, y)
-        defined.append(i)
-
+def _upper_face(put, jaw: float, brow_lift: float) -> None:
+    """Image-left contour (0..16) and brow (33..41), and the nose (51..57), in the unit frame."""
     # Contour 0..16: from the image-left side at eye level down to the chin (a squared ellipse).
     for i in range(CONTOUR[0], CHIN + 1):
         t = (i / CHIN) * (math.pi / 2)  # 0 at the side, pi/2 at the chin
@@ -97,11 +81,10 @@ def face_template(eye_open: float = 1.0, mouth_open: float = 0.0, brow_lift: flo
     put(nose, -0.2, 0.2)
     put(nose + 1, -0.1, 0.25)
     put(nose + 2, 0.0, 0.27)  # the midline point
-    # Right eye (image left) 60..67: outer corner, upper lid, inner corner, lower lid.
-    ex, ey, ew, eh = -0.45, -0.33, 0.22, 0.09 * eye_open
-    for k, i in enumerate(range(*RIGHT_EYE)):
-        theta = k * math.pi / 4
-        put(i, ex - ew * math.cos(theta), ey - eh * math.sin(theta))
+
+
+def _mouth(put, mouth_open: float) -> None:
+    """Image-left half and midline of the outer (76..87) and inner (88..95) lips, in the unit frame."""
     # Outer lip 76..79 (upper, corner to centre) and 85..87 (lower, centre and left).
     mx, my, mw = 0.0, 0.58, 0.4
     gap = 0.2 * mouth_open
@@ -122,6 +105,33 @@ def face_template(eye_open: float = 1.0, mouth_open: float = 0.0, brow_lift: flo
     put(inner + 2, mx, my - gap / 2 - 0.025)
     put(inner + 6, mx, my + gap / 2 + 0.02)
     put(inner + 7, mx - iw / 2, my + gap / 2 + 0.015)
+
+
+def face_template(eye_open: float = 1.0, mouth_open: float = 0.0, brow_lift: float = 0.0,
+                  jaw: float = 1.0, gaze: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """(98, 2) points of a frontal face in the unit frame (x right, y down, half-width 1).
+
+    Args:
+        eye_open: lid opening factor (1 = neutral).
+        mouth_open: 0 closed .. 1 wide open.
+        brow_lift: brow raise in face half-widths.
+        jaw: chin length factor.
+        gaze: pupil offset as a fraction of the eye half-width / half-height.
+    """
+    p = np.full((NUM_LANDMARKS, 2), np.nan)
+    defined: list[int] = []
+
+    def put(i: int, x: float, y: float) -> None:
+        p[i] = (x, y)
+        defined.append(i)
+
+    _upper_face(put, jaw, brow_lift)
+    # Right eye (image left) 60..67: outer corner, upper lid, inner corner, lower lid.
+    ex, ey, ew, eh = -0.45, -0.33, 0.22, 0.09 * eye_open
+    for k, i in enumerate(range(*RIGHT_EYE)):
+        theta = k * math.pi / 4
+        put(i, ex - ew * math.cos(theta), ey - eh * math.sin(theta))
+    _mouth(put, mouth_open)
     # Pupils: eye centres shifted by the gaze (same direction for both eyes).
     put(PUPILS[0], ex, ey)
     _mirror(p, defined)

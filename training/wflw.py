@@ -1,4 +1,4 @@
-"""WFLW data: annotation readers and writer, the standard directory tree, and the torch Dataset.
+"""WFLW data: annotation readers and writer, the standard directory tree, and the crop box of a face.
 
 Three annotation formats are read into one ``Sample`` type:
 
@@ -15,21 +15,14 @@ import json
 import math
 import os
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
-from model.codec import encode
-from model.constants import CROP_PADDING, INPUT_SIZE, MIN_INPUT_SIZE
-from model.geometry import box_to_crop, landmark_box
-from model.image import read_image
+from model.geometry import landmark_box
 from model.io import atomic_write_text
 from model.layout import ATTRIBUTES, NUM_LANDMARKS
-from training.augment import AugmentParams, augment_crop, eval_crop
 
 # Field counts of the two text formats: 2 x 98 coordinates (+ 4 rectangle + 6 flags) + the path.
 NUM_COORDS = 2 * NUM_LANDMARKS
@@ -54,9 +47,6 @@ SUBSET_FILE_NAMES: dict[str, str] = {
 }
 
 BOX_MODES = ("landmarks", "rect")
-
-# Decoded images a WFLWDataset keeps per process (LRU), in bytes.
-DECODED_CACHE_BYTES = 512 * 2**20
 
 
 @dataclass
@@ -325,15 +315,18 @@ def find_wflw_root(root: str | os.PathLike) -> WFLWTree:
 def resolve_image(images_dir: str | os.PathLike, relative: str) -> Path:
     """The file of an annotation's image path, which must stay inside ``images_dir``.
 
-    Absolute paths and paths that climb out (``..``, symlinks leading outside) raise ``ValueError``.
+    Absolute paths and paths whose folder climbs out (``..``, a folder symlink leading outside)
+    raise ``ValueError``. The file itself may be a link: a dataset of links to photos kept
+    elsewhere (``model.annotate``'s ``WFLW_images/``) is a layout this project writes.
     """
     base = Path(images_dir).resolve()
     if Path(relative).is_absolute():
         raise ValueError(f"image path {relative!r} is absolute; it must be relative to {base}")
-    path = (base / relative).resolve()
-    if not path.is_relative_to(base):
+    path = base / relative
+    folder = path.parent.resolve()
+    if not folder.is_relative_to(base) or path.name in ("", ".", ".."):
         raise ValueError(f"image path {relative!r} leads outside the dataset images folder {base}")
-    return path
+    return folder / path.name
 
 
 def subset_flags(samples: list[Sample], subset_lists: dict[str, list[Sample]]) -> np.ndarray:
@@ -367,7 +360,7 @@ def load_test_split(tree: WFLWTree) -> tuple[list[Sample], np.ndarray]:
     return samples, attribute_matrix(samples)
 
 
-# ----------------------------------------------------------------------------- Dataset
+# ----------------------------------------------------------------------------- crop boxes
 
 
 def mmpose_box(landmarks) -> np.ndarray:
@@ -401,81 +394,3 @@ def crop_box(sample: Sample, mode: str) -> np.ndarray:
     if mode == "rect":
         return np.asarray(sample.box, dtype=np.float64)
     raise ValueError(f"box mode must be one of {BOX_MODES}, got {mode!r}")
-
-
-class WFLWDataset(Dataset):
-    """Face crops with regression targets.
-
-    Item ``i`` is a dict: ``image`` (S, S, 3) uint8 RGB crop (normalised on the device, see
-    ``model.network.normalize``), ``target`` (98, 2) float32 crop pixels / S, ``weight`` (98,)
-    float32 (1 where the point lies inside the crop), ``matrix`` (2, 3) float64 image -> crop map,
-    ``index`` int.
-
-    With ``augment`` set, the random flip / shift / scale / rotation of ``training.augment`` is drawn
-    from a generator seeded by (seed, epoch, index): the same sample gets the same augmentation for
-    a given epoch whatever the worker count, and a resumed run repeats it exactly. Call
-    ``set_epoch`` before each epoch.
-
-    Decoded images stay in a per-process least-recently-used cache of up to ``cache_bytes``: a set
-    that fits (the synthetic sets of the tests, a few hundred MB) is decoded once per process and
-    each item costs one affine crop; WFLW's images (about 13 GB decoded) are mostly read again each
-    epoch. Data-loader workers each hold their own cache, for one epoch (they are not persistent).
-    """
-
-    def __init__(self, samples: list[Sample], images_dir: str | os.PathLike, *,
-                 input_size: int = INPUT_SIZE, augment: AugmentParams | None = None,
-                 box_mode: str = "landmarks", seed: int = 0,
-                 cache_bytes: int = DECODED_CACHE_BYTES) -> None:
-        if box_mode not in BOX_MODES:
-            raise ValueError(f"box_mode must be one of {BOX_MODES}, got {box_mode!r}")
-        if input_size < MIN_INPUT_SIZE:
-            raise ValueError(f"input_size must be at least {MIN_INPUT_SIZE} pixels, got {input_size}")
-        self.samples = list(samples)
-        self.images_dir = Path(images_dir)
-        self.input_size = int(input_size)
-        self.augment = augment
-        self.box_mode = box_mode
-        self.seed = int(seed)
-        self.epoch = 0
-        self.cache_bytes = int(cache_bytes)
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cached_bytes = 0
-        for s in self.samples:  # fail at construction, not in a worker mid-epoch
-            resolve_image(self.images_dir, s.image)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def load_image(self, relative: str) -> np.ndarray:
-        if relative in self._cache:
-            self._cache.move_to_end(relative)
-            return self._cache[relative]
-        image = read_image(resolve_image(self.images_dir, relative), name=relative)
-        if image.nbytes <= self.cache_bytes:
-            self._cache[relative] = image
-            self._cached_bytes += image.nbytes
-            while self._cached_bytes > self.cache_bytes:
-                self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
-        return image
-
-    def __getitem__(self, index: int) -> dict:
-        sample = self.samples[index]
-        image = self.load_image(sample.image)
-        center, side = box_to_crop(crop_box(sample, self.box_mode), CROP_PADDING)
-        if self.augment is None:
-            crop, points, matrix = eval_crop(image, sample.landmarks, center, side, self.input_size)
-        else:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            crop, points, matrix = augment_crop(image, sample.landmarks, center, side, self.input_size,
-                                                rng, self.augment)
-        target, weight = encode(points, self.input_size)
-        return {
-            "image": torch.from_numpy(crop),
-            "target": torch.from_numpy(target),
-            "weight": torch.from_numpy(weight),
-            "matrix": torch.from_numpy(matrix),
-            "index": index,
-        }

@@ -211,3 +211,40 @@ def test_hotkeys(review_app, page):
     page.locator("#review-note textarea").type("n2")
     assert page.locator("#review-note textarea").input_value() == "n2"
     expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 2 /")
+
+
+def _view_width(page) -> float:
+    return float(page.locator("#review-editor svg.le-svg").get_attribute("viewBox").split()[2])
+
+
+def test_plus_and_minus_keys_zoom_and_colours_come_from_model_draw(page):
+    """The README's "+/- to zoom": the keys zoom like the toolbar (outside text boxes only), and
+    the editor draws ground truth, prediction and error in model.draw's colours (one legend)."""
+    from model.draw import ERROR_COLOR, GT_COLOR
+    from model.layout import POINT_REGION, REGION_COLORS
+
+    _open(page, FACE)
+    page.locator("#review-editor .le-fit").click()
+    fit = _view_width(page)
+    page.locator("#review-help").click()  # focus on the page, not in a text box
+    page.keyboard.press("+")
+    assert _view_width(page) == pytest.approx(fit / 1.5, rel=1e-3)
+    page.keyboard.press("=")
+    assert _view_width(page) == pytest.approx(fit / 2.25, rel=1e-3)
+    page.keyboard.press("-")
+    assert _view_width(page) == pytest.approx(fit / 1.5, rel=1e-3)
+    page.locator("#review-note textarea").focus()  # typing "+" in a note zooms nothing
+    page.keyboard.press("+")
+    assert _view_width(page) == pytest.approx(fit / 1.5, rel=1e-3)
+    page.locator("#review-help").click()
+    page.keyboard.press("-")
+    assert _view_width(page) == pytest.approx(fit, rel=1e-3)
+
+    rgb = lambda c: "rgb({}, {}, {})".format(*c)  # noqa: E731  (the browser's computed-style form)
+    ring = page.locator(f"#review-editor .le-gt:not(.le-hit):not(.le-fixed)").first
+    assert ring.evaluate("e => getComputedStyle(e).stroke") == rgb(GT_COLOR)
+    dot = page.locator("#review-editor .le-pred").nth(POINT)
+    assert dot.evaluate("e => getComputedStyle(e).fill") == rgb(REGION_COLORS[POINT_REGION[POINT]])
+    line = page.locator("#review-editor .le-layer-err line").first
+    assert line.evaluate("e => getComputedStyle(e).stroke") == rgb(ERROR_COLOR)
+    assert "ground truth (green rings)" in page.locator("#review-editor .le-bar").inner_text()

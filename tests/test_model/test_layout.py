@@ -1,8 +1,9 @@
 from model.layout import (
-    ATTRIBUTES, EYE_CORNERS, FLIP_INDICES, MIRROR_PAIRS, NUM_LANDMARKS, POINT_REGION, REGION_COLORS, REGIONS,
-    _flip_indices,
+    ATTRIBUTES, EYE_CORNERS, FLIP_INDICES, MIRROR_PAIRS, NUM_LANDMARKS, NUM_LANDMARKS_68, POINT_REGION, REGION_COLORS,
+    REGIONS, REGIONS_68, WFLW_TO_68, _flip_indices, to_68,
 )
 
+import numpy as np
 import pytest
 
 
@@ -44,3 +45,43 @@ def test_bad_pairs_are_refused():
     with pytest.raises(ValueError, match="more than one mirror pair"):
         _flip_indices(((0, 1), (1, 2)), 3)
     assert len(MIRROR_PAIRS) == 16 + 9 + 2 + 8 + 5 + 3 + 1
+
+
+# ----------------------------------------------------------------------------- the 68-point subset
+
+@pytest.mark.parametrize("j, wflw", [
+    (0, 0), (1, 2), (8, 16), (16, 32),          # jaw: every second contour point, chin in the middle
+    (17, 33), (21, 37), (22, 42), (26, 46),     # brows: the upper arcs
+    (27, 51), (30, 54), (31, 55), (35, 59),     # nose bridge, lower nose
+    (36, 60), (37, 61), (38, 63), (39, 64), (40, 65), (41, 67),  # right eye: corners and two per lid
+    (42, 68), (45, 72), (47, 75),               # left eye
+    (48, 76), (54, 82), (59, 87), (60, 88), (67, 95),  # outer and inner lip
+])
+def test_68_point_mapping_by_hand(j, wflw):
+    assert WFLW_TO_68[j] == wflw
+
+
+def test_68_point_subset_is_68_distinct_points_without_pupils():
+    assert NUM_LANDMARKS_68 == len(WFLW_TO_68) == len(set(WFLW_TO_68)) == 68
+    assert not {96, 97} & set(WFLW_TO_68)
+    assert list(REGIONS_68.values())[-1] == (60, 68)
+    assert REGIONS_68["jaw"] == (0, 17) and REGIONS_68["right_eye"] == (36, 42) and REGIONS_68["outer_lip"] == (48, 60)
+
+
+def test_to_68_picks_the_rows_and_keeps_leading_axes():
+    points = np.arange(98 * 2, dtype=np.float32).reshape(98, 2)  # point i = (2i, 2i + 1)
+    out = to_68(points)
+    assert out.shape == (68, 2) and out.dtype == np.float32
+    assert out[17].tolist() == [66.0, 67.0] and out[36].tolist() == [120.0, 121.0]  # WFLW 33 and 60
+    assert out[48].tolist() == [152.0, 153.0]                                       # WFLW 76
+    batch = np.stack([points, points + 1000.0])[None]                               # (1, 2, 98, 2)
+    assert to_68(batch).shape == (1, 2, 68, 2)
+    assert to_68(batch)[0, 1, 39].tolist() == [1128.0, 1129.0]                     # WFLW 64, second face
+    triples = np.concatenate([points, np.full((98, 1), 2.0, np.float32)], axis=1)   # COCO x, y, v
+    assert to_68(triples).shape == (68, 3) and to_68(triples)[0].tolist() == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("shape", [(68, 2), (98,), (2, 97, 2)])
+def test_to_68_refuses_other_shapes(shape):
+    with pytest.raises(ValueError, match=r"to_68 needs points of shape \(\.\.\., 98, D\), got"):
+        to_68(np.zeros(shape))

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from model.geometry import apply_affine, box_to_crop, crop_matrix, invert_affine
 from model.image import read_image
 from model.layout import FLIP_INDICES
 from model.network import LandmarkRegressor
-from model.pipeline import Face, Predictor, detections_record, pick_device, to_record
+from model.order import reading_order
+from model.pipeline import Face, Predictor, detections_record, max_faces_note, pick_device, to_record
 from tests.helpers import constant_regressor
 
 
@@ -74,7 +76,35 @@ def test_max_faces_keeps_the_most_confident(shape01, detector, shared_data):
     detections = predictor.detect(image)
     assert len(detections) > 3
     faces = predictor.faces_from_detections(image, detections)
-    assert [f.score for f in faces] == pytest.approx(detections.scores[:3].tolist())
+    assert sorted(f.score for f in faces) == pytest.approx(sorted(detections.scores[:3].tolist()))
+    assert max_faces_note(len(detections), len(faces)) == (
+        f"{len(detections)} faces found; landmarks for the 3 most confident (--max-faces)")
+
+
+def test_max_faces_note_hand_worked():
+    assert max_faces_note(40, 32) == "40 faces found; landmarks for the 32 most confident (--max-faces)"
+    assert max_faces_note(3, 3) is None and max_faces_note(0, 0) is None
+
+
+def test_faces_come_in_reading_order_on_a_real_group_photo(shape01, detector, shared_data):
+    """Rows top to bottom, left to right in a row: the same order as ``model.order.reading_order``
+    over the kept boxes, whatever order the detector's scores gave."""
+    image = read_image(shared_data / "wider-samples" / "12--Group" / "12_Group_Group_12_Group_Group_12_10.jpg")
+    predictor = Predictor(constant_regressor(shape01), device="cpu", detector=detector, flip_test=False)
+    detections = predictor.detect(image)
+    assert len(detections) >= 4
+    faces = predictor.faces_from_detections(image, detections)
+    boxes = np.array([f.box for f in faces])
+    assert reading_order(boxes) == list(range(len(faces)))  # already in reading order
+    assert sorted(f.score for f in faces) == pytest.approx(sorted(detections.scores.tolist()))
+    # The score order of the detector is not the reading order on this photo: the sort did something.
+    assert [f.score for f in faces] != pytest.approx(sorted(detections.scores.tolist(), reverse=True))
+    centres_y = (boxes[:, 1] + boxes[:, 3]) / 2
+    assert centres_y[0] <= centres_y.max()  # the first face is not below the whole group
+    few = Predictor.from_parts(predictor.parts, flip_test=False, max_faces=2)
+    kept = few.faces_from_detections(image, detections)
+    assert sorted(f.score for f in kept) == pytest.approx(sorted(detections.scores.tolist(), reverse=True)[:2])
+    assert reading_order([f.box for f in kept]) == [0, 1]
 
 
 def test_record_schema(shape01):
@@ -95,6 +125,12 @@ def test_device_and_argument_checks(random_regressor):
     else:
         with pytest.raises(ValueError, match="device 'cuda' was requested but no CUDA GPU is available"):
             pick_device("cuda")
+    for bad in ("tpu", "cuda:x", "gpu", ""):
+        with pytest.raises(ValueError, match=re.escape(f"invalid device '{bad}': choose auto|cpu|cuda|cuda:N")):
+            pick_device(bad)
+    assert pick_device(torch.device("cpu")).type == "cpu" and pick_device(" CPU ").type == "cpu"
+    with pytest.raises(ValueError, match="device 'cuda:99' was requested"):
+        pick_device("cuda:99")
     with pytest.raises(ValueError, match="max_faces must be at least 1, got 0"):
         Predictor(random_regressor, device="cpu", max_faces=0)
     with pytest.raises(ValueError, match="input_size must be at least 16 pixels, got 8"):

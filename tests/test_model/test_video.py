@@ -79,7 +79,7 @@ def test_cli_annotates_a_clip_with_known_motion(clip, mean_shape_weights, tmp_pa
     np.testing.assert_allclose(moved, STEP_X * np.arange(FRAMES), atol=2.5)  # the points follow the photo
 
     data = json.loads(record.read_text())
-    assert data["video"] == "moving.mp4" and len(data["frames"]) == FRAMES
+    assert data["video"] == str(clip) and len(data["frames"]) == FRAMES  # the input as given
     assert len(data["frames"][3]["faces"][0]["landmarks"]) == NUM_LANDMARKS
 
 
@@ -121,3 +121,25 @@ def test_bad_files_give_a_clear_error_and_exit_1(make, message, clip, mean_shape
     with pytest.raises(VideoError, match=message):
         for _ in read_frames(bad):
             pass
+
+
+def test_several_videos_go_on_past_a_bad_one_and_never_share_an_output(clip, mean_shape_weights, tmp_path,
+                                                                       capsys, monkeypatch):
+    """Two clips of the same name in two folders, and a text file between them: both clips get their
+    own outputs (their relative paths under the output folders), the bad file is reported, exit 1."""
+    for folder in ("dA", "dB"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "moving.mp4").write_bytes(clip.read_bytes())
+    (tmp_path / "notes.mp4").write_text("not a video\n" * 20)
+    monkeypatch.chdir(tmp_path)
+    status = main(["dA/moving.mp4", "notes.mp4", "dB/moving.mp4", "--out", "out", "--csv", "csv",
+                   "--json", "json", "--weights", str(mean_shape_weights), "--device", "cpu", "--backend", "torch"])
+    captured = capsys.readouterr()
+    assert status == 1, captured.err
+    assert "error: notes.mp4: not a readable video" in captured.err and "1 of 3 video(s) failed" in captured.err
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("*/**/*") if p.is_file()
+                     and p.parent.name in ("dA", "dB") and p.parts[-3] in ("out", "csv", "json"))
+    assert written == ["csv/dA/moving.csv", "csv/dB/moving.csv", "json/dA/moving.json", "json/dB/moving.json",
+                       "out/dA/moving.mp4", "out/dB/moving.mp4"]
+    assert json.loads((tmp_path / "json" / "dB" / "moving.json").read_text())["video"] == "dB/moving.mp4"
+    assert probe(tmp_path / "out" / "dA" / "moving.mp4").width == WIDTH

@@ -142,3 +142,14 @@ def test_a_wrong_file_in_the_cache_is_refused_with_what_to_do(server, tmp_path, 
         download(url, path, sha256_prefix=GOOD_PREFIX, progress=False)
     path.unlink()  # as the message says: delete it, and the next start downloads the right one
     assert official_weights(url=url, sha256_prefix=GOOD_PREFIX).read_bytes() == PAYLOAD
+
+
+def test_file_sha256_matches_hashlib_over_several_chunks(tmp_path):
+    from model.weights import file_sha256
+
+    data = bytes(range(256)) * 9000 + b"tail"  # about 2.2 MB: more than one read buffer
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+    (tmp_path / "empty").write_bytes(b"")
+    assert file_sha256(tmp_path / "empty") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from model.draw import reading_order
+from model.order import reading_order
 from model.image import read_image
 from tests.helpers import assert_record_schema
 

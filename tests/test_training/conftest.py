@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from training.dataset import WFLWDataset
 from training.metrics import nme
 from training.synthetic import write_synthetic_wflw
-from training.wflw import WFLWDataset, find_wflw_root, load_wflw_txt
+from training.wflw import find_wflw_root, load_wflw_txt
 
 # The learning proof's drawn faces: 64 x 64 images, written once per session.
 LEARNING_FACES = dict(num_train=256, num_test=64, size=64, seed=0)

@@ -72,6 +72,15 @@ def test_ced_figure_axis_fits_the_data():
     assert ax.get_xlim() == pytest.approx((0, 20 * CED_MARGIN))  # past the 20 % face, in percent
     curve, threshold = ax.lines[0], ax.lines[1]
     assert curve.get_ydata()[-1] == pytest.approx(100)  # every face counted by the right edge
+    # the curve by hand: no face below 1 %, one of three from 1 %, two from 5 %, all three from 20 %
+    xs, ys = np.asarray(curve.get_xdata()), np.asarray(curve.get_ydata())
+    for x, share in [(0.5, 0.0), (3.0, 100 / 3), (10.0, 200 / 3), (19.5, 200 / 3), (20.5, 100.0)]:
+        assert ys[np.argmin(np.abs(xs - x))] == pytest.approx(share)
+    # the legend: mean NME (0.01 + 0.05 + 0.2) / 3 = 8.67 %; AUC at 0.1 = (0.04 x 1/3 + 0.05 x 2/3) / 0.1
+    # = 0.4667, plus the trapezoid rule's half of a 1e-4 x 1/3 step at each of the two jumps (2 x 0.00017)
+    label = curve.get_label()
+    assert label.startswith("a (NME 8.67%, AUC ")
+    assert float(label.split("AUC ")[1].rstrip(")")) == pytest.approx(0.4667 + 0.0003, abs=1e-4)
     assert list(threshold.get_xdata()) == [10, 10]  # the failure threshold, marked
     assert "failure threshold 10%" in [t.get_text() for t in ax.get_legend().get_texts()]
     # small errors: the axis still reaches the 10 % threshold

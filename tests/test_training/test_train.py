@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -12,8 +13,8 @@ import pytest
 import torch
 
 from model.network import LandmarkRegressor, load_regressor
-from training.train import (BN_GROUP, RECIPES, GhostBatchNorm2d, TrainConfig, _build_model, lr_factor, main,
-                            parse_args, resolve_config, use_ghost_batchnorm, warmup_factor)
+from training.recipes import RECIPES, warmup_factor
+from training.train import TrainConfig, _build_model, lr_factor, main, parse_args, resolve_config
 from tests.helpers import REPO
 
 
@@ -78,49 +79,6 @@ def test_new_head_follows_the_recipe(random_checkpoint, recipe, std, bias):
     # a checkpoint keeps its own head
     loaded = _build_model(TrainConfig(wflw_root="x", pretrained=str(random_checkpoint), recipe=recipe))
     torch.testing.assert_close(loaded.fc.bias, load_regressor(random_checkpoint).fc.bias)
-
-
-def _bn_pair(channels: int, group: int, seed: int = 0):
-    torch.manual_seed(seed)
-    plain = torch.nn.BatchNorm2d(channels)
-    torch.nn.init.uniform_(plain.weight, 0.5, 1.5)
-    torch.nn.init.uniform_(plain.bias, -0.5, 0.5)
-    ghost = use_ghost_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(channels)), group)[0]
-    ghost.load_state_dict(plain.state_dict())
-    return plain.train(), ghost.train()
-
-
-@pytest.mark.parametrize("group, batch", [(3, 12), (3, 11), (BN_GROUP, 2 * BN_GROUP)])
-def test_ghost_batchnorm_equals_separate_batches(group, batch):
-    """Statistics over groups of ``group`` images: outputs equal a plain BatchNorm fed the groups one
-    after the other (the last group may be short, as a last batch is); the running statistics equal
-    a plain BatchNorm fed the first group only (rank 0 of 8 processes keeps its own)."""
-    plain, ghost = _bn_pair(4, group)
-    whole, rank0 = _bn_pair(4, group)
-    rank0 = torch.nn.BatchNorm2d(4).train()
-    rank0.load_state_dict(plain.state_dict())
-    assert isinstance(ghost, GhostBatchNorm2d) and ghost.group == group
-    x = torch.randn(batch, 4, 3, 3) * 2 + 1
-    x[group:] += 3  # groups with different statistics, so that grouping matters
-    for _ in range(2):  # two steps: the running statistics build up the same way
-        expected = torch.cat([plain(part) for part in x.split(group)])
-        rank0(x[:group])
-        got = ghost(x)
-        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
-        assert not torch.allclose(got, whole(x), atol=1e-2)  # one batch of the whole differs
-        x = x.flip(0) * 0.5
-    for name in ("running_mean", "running_var", "num_batches_tracked"):
-        torch.testing.assert_close(getattr(ghost, name), getattr(rank0, name), rtol=0, atol=1e-6)
-    assert ghost.num_batches_tracked.item() == 2
-    # evaluation mode uses the running statistics, as plain BatchNorm does
-    torch.testing.assert_close(ghost.eval()(x), rank0.eval()(x), rtol=0, atol=1e-6)
-
-
-def test_ghost_batchnorm_in_the_network_keeps_checkpoints():
-    model = use_ghost_batchnorm(LandmarkRegressor(), 2)
-    ghosts = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert ghosts and all(isinstance(m, GhostBatchNorm2d) for m in ghosts)
-    assert set(model.state_dict()) == set(LandmarkRegressor().state_dict())  # same keys: load_regressor reads it
 
 
 def test_test_nme_falls(learning_run):
@@ -221,3 +179,44 @@ def test_two_processes_torchrun(synthetic_root, tmp_path):
     loaded = load_regressor(work / "checkpoint.pth").state_dict()
     for key in ("fc.weight", "fc.bias", "bn1.running_mean", "layer4.2.bn3.weight"):
         torch.testing.assert_close(loaded[key], saved[key], rtol=0, atol=0, msg=key)
+
+
+def test_shared_flags(capsys):
+    """--device and --no-flip are the shared vocabulary (model.cli); a bad device exits 2 at parse time."""
+    with pytest.raises(SystemExit) as refused:
+        parse_args(["--wflw-root", "d", "--device", "gpu"])
+    assert refused.value.code == 2 and "auto|cpu|cuda|cuda:N" in capsys.readouterr().err
+    cfg = parse_args(["--wflw-root", "d", "--device", "cuda:1", "--no-flip", "--compile", "--gpu-data",
+                      "--no-channels-last"])
+    assert cfg.device == "cuda:1" and not cfg.flip_test and cfg.compile and cfg.gpu_data and cfg.channels_last is False
+    cfg = parse_args(["--wflw-root", "d"])
+    assert cfg.device == "auto" and cfg.flip_test and cfg.channels_last is None and not cfg.compile
+    with pytest.raises(ValueError, match="--device: invalid device 'tpu'"):
+        main(TrainConfig(wflw_root="d", device="tpu"))
+
+
+def test_checkpoint_stores_the_flip_convention_best_pth_was_chosen_by(learning_run):
+    """best.pth is kept by the NME under the recipe's flip convention, and says which one."""
+    cfg = learning_run["cfg"]
+    config = torch.load(Path(cfg.work_dir) / "best.pth", map_location="cpu", weights_only=True)["config"]
+    assert config["flip_convention"] == RECIPES[cfg.recipe].flip_convention == "0.x"
+    assert config["flip_test"] is True
+
+
+def test_fine_tune_from_a_project_checkpoint(learning_run, synthetic_root, tmp_path, tiny_config):
+    """--pretrained PATH starts from the file, head included, and fine-tunes: the loss is finite and
+    after 4 Adam steps of lr 1e-4 every weight is within a few lr of the file's."""
+    pretrained = Path(learning_run["cfg"].work_dir) / "best.pth"
+    cfg = tiny_config(synthetic_root, tmp_path, pretrained=str(pretrained), epochs=1, input_size=32, lr=1e-4,
+                      warmup_iters=1)
+    file_state = load_regressor(pretrained).state_dict()
+    start = _build_model(cfg).state_dict()
+    for key, value in file_state.items():
+        torch.testing.assert_close(start[key], value, rtol=0, atol=0, msg=key)
+    result = main(cfg)
+    loss = float(re.search(r"epoch 0 done: loss ([\d.]+)", (tmp_path / "log.txt").read_text()).group(1))
+    assert math.isfinite(loss) and math.isfinite(result["last"]["nme"])
+    tuned = torch.load(tmp_path / "checkpoint.pth", map_location="cpu", weights_only=True)["model"]
+    for key in ("conv1.weight", "layer4.2.conv3.weight", "fc.weight", "fc.bias"):
+        change = (tuned[key] - file_state[key]).abs().max().item()
+        assert 0 < change < 10 * result["steps_per_epoch"] * cfg.lr, key

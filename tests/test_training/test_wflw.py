@@ -2,13 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from model.constants import CROP_PADDING
 from model.geometry import box_to_crop, landmark_box
 from model.layout import ATTRIBUTES, NUM_LANDMARKS
-from training.augment import AugmentParams
-from training.wflw import (RAW_FIELDS, SUBSET_FIELDS, Sample, WFLWDataset, crop_box, find_wflw_root,
+from training.wflw import (RAW_FIELDS, SUBSET_FIELDS, Sample, crop_box, find_wflw_root,
                            format_wflw_line, load_test_split, load_wflw_json, load_wflw_txt, parse_wflw_line,
                            resolve_image, subset_flags, write_wflw_txt)
 
@@ -155,6 +153,21 @@ def test_resolve_image_stays_inside_root(tmp_path):
         resolve_image(tmp_path / "WFLW_images", "../secret.jpg")
     with pytest.raises(ValueError, match="absolute"):
         resolve_image(tmp_path / "WFLW_images", "/etc/passwd")
+    with pytest.raises(ValueError, match="leads outside"):
+        resolve_image(tmp_path / "WFLW_images", "a/..")
+
+
+def test_resolve_image_takes_file_links_but_not_folder_links_out(tmp_path):
+    images, photos = tmp_path / "WFLW_images", tmp_path / "photos"
+    images.mkdir()
+    photos.mkdir()
+    (photos / "p.jpg").write_bytes(b"x")
+    (images / "p.jpg").symlink_to(photos / "p.jpg")  # model.annotate's layout: links to the photos
+    assert resolve_image(images, "p.jpg") == images.resolve() / "p.jpg"
+    assert resolve_image(images, "p.jpg").read_bytes() == b"x"
+    (images / "out").symlink_to(photos, target_is_directory=True)  # a folder link leading outside
+    with pytest.raises(ValueError, match="leads outside"):
+        resolve_image(images, "out/p.jpg")
 
 
 def test_find_wflw_root(tmp_path, synthetic_root):
@@ -169,38 +182,3 @@ def test_subset_lists_match_flags(synthetic_root):
     test = load_wflw_txt(tree.annotations("test"))
     lists = {name: load_wflw_txt(tree.subset_list(name)) for name in ATTRIBUTES}
     np.testing.assert_array_equal(subset_flags(test, lists), np.array([s.attributes for s in test]))
-
-
-def test_dataset_items(synthetic_root):
-    tree = find_wflw_root(synthetic_root)
-    samples = load_wflw_txt(tree.annotations("test"))
-    ds = WFLWDataset(samples, tree.images, input_size=48)
-    item = ds[0]
-    assert item["image"].shape == (48, 48, 3) and item["image"].dtype == torch.uint8
-    assert item["target"].shape == (NUM_LANDMARKS, 2) and item["weight"].shape == (NUM_LANDMARKS,)
-    # landmark-box crops with 1.25 padding keep every point inside
-    assert torch.all(item["weight"] == 1) and torch.all((item["target"] > 0) & (item["target"] < 1))
-    bad = Sample("../outside.jpg", samples[0].landmarks, samples[0].box, None)
-    with pytest.raises(ValueError, match="leads outside"):
-        WFLWDataset([bad], tree.images)
-
-
-def test_dataset_decodes_each_image_once(synthetic_root, monkeypatch):
-    import training.wflw as wflw
-
-    tree = find_wflw_root(synthetic_root)
-    samples = load_wflw_txt(tree.annotations("train"))[:3]
-    decoded = []
-    read = wflw.read_image
-    monkeypatch.setattr(wflw, "read_image", lambda path, name=None: decoded.append(name) or read(path, name=name))
-    ds = WFLWDataset(samples, tree.images, input_size=32, augment=AugmentParams(), seed=0)
-    for epoch in range(2):
-        ds.set_epoch(epoch)
-        for i in range(len(ds)):
-            ds[i]
-    assert decoded == [s.image for s in samples]
-    decoded.clear()
-    two = WFLWDataset(samples, tree.images, input_size=32, cache_bytes=2 * 64 * 64 * 3)  # two 64 px images
-    for i in (0, 1, 2, 1, 0):
-        two[i]
-    assert decoded == [samples[i].image for i in (0, 1, 2, 0)]  # 0 was the least recently used

@@ -1,0 +1,104 @@
+"""A reviewed dataset of ``python -m model.annotate`` written back out, in both of its layouts.
+
+The export is a new dataset ROOT that every WFLW and COCO reader takes, as ``model.annotate`` wrote
+the original: the WFLW lists (train and test, split as loaded), ``annotations.json`` (COCO keypoints,
+``model.coco.write_coco``) and ``WFLW_images`` (hard links to the photos, copies where linking
+fails), so that it is self-contained and ``training.train`` / ``training.evaluate`` read it. The stored
+point corrections are applied; a face whose latest verdict is "not a face" is left out; a face
+that was corrected, or given the verdict "fixed", or was already human-made, gets
+``source: "human"``, every other face keeps ``source: "model"``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+from app.review_store import FIXED, NOT_A_FACE, ReviewStore, face_key, iso_time
+from model.annotate import COCO_FILE
+from model.coco import read_coco, write_coco
+from training.wflw import ANNOTATIONS_DIR, IMAGES_DIR, WFLWTree, resolve_image, write_wflw_txt
+
+
+def face_sources(ts, store: ReviewStore) -> tuple[list[str], list[str | None]]:
+    """(source per face after review, latest verdict per face or ``None``), in the loaded order."""
+    verdicts, corrected = store.latest_verdicts(), store.corrected_keys()
+    sources, latest = [], []
+    for index, sample in enumerate(ts.samples):
+        key = face_key(index, sample.image)
+        verdict = verdicts.get(key)
+        human = ts.sources[index] == "human" or key in corrected or verdict == FIXED
+        sources.append("human" if human else "model")
+        latest.append(verdict)
+    return sources, latest
+
+
+def _records(ts, store: ReviewStore, sources: list[str], keep: list[bool]) -> tuple[list[dict], dict]:
+    """The original COCO records (images in their order, faces replaced by the kept, corrected ones)."""
+    original, info = read_coco(ts.tree.root / COCO_FILE)
+    samples = store.corrected_samples(ts.samples)
+    faces: dict[str, list[dict]] = {}
+    for index, sample in enumerate(samples):
+        if not keep[index]:
+            continue
+        flip = float(ts.flip_errors[index])
+        faces.setdefault(sample.image, []).append(
+            {"box": [float(v) for v in sample.box], "score": float(ts.scores[index]),
+             "landmarks": sample.landmarks.tolist(), "flip_error": None if math.isnan(flip) else flip,
+             "source": sources[index]})
+    records = [{**r, "faces": faces.get(str(r["image"]), [])} for r in original]
+    return records, info
+
+
+def _place_image(ts, name: str, images_dir: Path) -> None:
+    """Put photo ``name`` into the export's own ``images_dir``: a hard link to the file (the links of
+    ``model.annotate``'s tree followed), a copy where linking fails (another file system)."""
+    source = resolve_image(ts.tree.images, name).resolve()
+    target = images_dir / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def export_annotated(ts, store: ReviewStore, out: str | os.PathLike) -> dict:
+    """Write the reviewed dataset to the new folder ``out`` (see the module docstring).
+
+    Returns:
+        ``{"root": Path, "faces": kept, "human": human-made among them, "left_out": "not a face" count}``.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"export folder is not empty: {out}")
+    sources, verdicts = face_sources(ts, store)
+    keep = [v != NOT_A_FACE for v in verdicts]
+    records, info = _records(ts, store, sources, keep)
+    tree = WFLWTree(out)
+    samples = store.corrected_samples(ts.samples)
+    for split in ("test", "train"):
+        write_wflw_txt(tree.annotations(split), [s for i, s in enumerate(samples)
+                                                  if keep[i] and ts.split_of(i) == split])
+    kept = [i for i in range(len(samples)) if keep[i]]
+    human = sum(sources[i] == "human" for i in kept)
+    info = {**info, "review": {"exported": iso_time(time.time()), "from": str(ts.tree.root), "faces": len(kept),
+                               "human": human, "not_a_face": len(samples) - len(kept)}}
+    info.pop("keypoint_scheme", None)
+    write_coco(out / COCO_FILE, records, info=info)
+    for record in records:
+        _place_image(ts, str(record["image"]), out / IMAGES_DIR)
+    return {"root": out, "faces": len(kept), "human": human, "left_out": len(samples) - len(kept)}
+
+
+def zip_annotations(root: str | os.PathLike, zip_base: str | os.PathLike) -> Path:
+    """A zip of an exported dataset's annotations (the lists and ``annotations.json``; the images
+    stay where they are): ``zip_base`` + ``.zip``."""
+    root = Path(root)
+    staging = Path(f"{zip_base}-files")
+    shutil.copytree(root / ANNOTATIONS_DIR, staging / ANNOTATIONS_DIR)
+    shutil.copy2(root / COCO_FILE, staging / COCO_FILE)
+    path = Path(shutil.make_archive(str(zip_base), "zip", root_dir=staging))
+    shutil.rmtree(staging)
+    return path
