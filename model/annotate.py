@@ -54,7 +54,7 @@ from model.cli import add_model_arguments, number_arg, positive_int
 from model.codec import decode
 from model.coco import write_coco
 from model.image import ImageError, find_images, read_image
-from model.io import atomic_write, atomic_write_json
+from model.io import atomic_write, atomic_write_json, remove_stale_temporaries
 from model.layout import ATTRIBUTES, NUM_LANDMARKS, NUM_LANDMARKS_68
 from model.pipeline import Predictor, crop_faces
 from model.order import reading_order
@@ -417,10 +417,10 @@ def _device_for(requested: str, dist: Dist) -> str:
 
 
 def _clear_temporaries(root: Path) -> None:
-    """Remove temporary files a killed run left (``model.io.atomic_write``'s ``.<name>.*.tmp``)."""
+    """Remove the temporary files a killed run left (``model.io.remove_stale_temporaries``)."""
     for folder in (root / CACHE_DIR, root, root / "WFLW_annotations" / "list_98pt_rect_attr_train_test"):
-        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-            tmp.unlink(missing_ok=True)
+        if folder.is_dir():
+            remove_stale_temporaries(folder)
 
 
 def _gather(obj, dist: Dist) -> list:

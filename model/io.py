@@ -1,12 +1,17 @@
 """Atomic file writes: the one place that writes a temporary file and renames it into place.
 
 A reader never sees a half-written file under the final name, whether the writer is killed or the
-machine loses power: the data is fsynced before ``os.replace``, and the folder after it.
+machine loses power: the data is fsynced before ``os.replace``, and the folder after it. The
+temporary's name carries the writer's process id (``.<name>.<pid>.<random>.tmp``), so the next write
+of the same file removes what a killed writer (SIGKILL, power cut) left behind, and never the
+temporary of a writer still running.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -20,7 +25,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -34,6 +40,37 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+# ``.<name>.<pid>.<random>.tmp``: mkstemp's random part has no dots, so the pid is the last number.
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of ``path`` (a file) or of every file in ``path`` (a folder) whose
+    writer process is gone; a running writer's (or an unparsable name) is kept. Returns the removed."""
+    path = Path(path)
+    pattern = ".*.tmp" if path.is_dir() else f".{glob.escape(path.name)}.*.tmp"
+    folder = path if path.is_dir() else path.parent
+    removed = []
+    for tmp in folder.glob(pattern):
+        match = _TEMPORARY.match(tmp.name)
+        if match and not _process_alive(int(match.group(1))):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process, or not a pid at all: keep
+        return True
+    return True
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

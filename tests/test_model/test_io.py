@@ -1,9 +1,15 @@
 """model.io: write to a temporary file in the same folder, then rename; never a partial file."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from model.io import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text
+from model.io import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text, remove_stale_temporaries
+from tests.helpers import REPO
 
 
 def test_writes_and_replaces(tmp_path):
@@ -46,4 +52,52 @@ def test_the_temporary_is_in_the_same_folder_and_does_not_exist_yet(tmp_path):
 
     atomic_write(tmp_path / "f.pth", writer)
     folder, existed, name = seen[0]
-    assert folder == tmp_path and not existed and name.startswith(".f.pth.") and name.endswith(".tmp")
+    assert folder == tmp_path and not existed and name.startswith(f".f.pth.{os.getpid()}.") and name.endswith(".tmp")
+
+
+# A writer that has written half its file and then hangs, as a long video encode does.
+HANGING_WRITER = """
+import sys, time
+from model.io import atomic_write
+def half_then_hang(tmp):
+    tmp.write_text("half")
+    print("writing", flush=True)
+    time.sleep(600)
+atomic_write(sys.argv[1], half_then_hang)
+"""
+
+
+def _killed_writer(path) -> list:
+    """Start HANGING_WRITER on ``path``, SIGKILL it mid-write; the temporaries it left."""
+    writer = subprocess.Popen([sys.executable, "-c", HANGING_WRITER, str(path)], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True)
+    assert writer.stdout.readline() == "writing\n"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    return sorted(path.parent.glob(f".{path.name}.{writer.pid}.*.tmp"))
+
+
+def test_the_next_write_removes_what_a_killed_writer_left(tmp_path):
+    path = tmp_path / "out.mp4"
+    left = _killed_writer(path)
+    assert len(left) == 1 and left[0].read_text() == "half" and not path.exists()
+    running = tmp_path / f".out.mp4.{os.getpid()}.abc12345.tmp"   # a live writer's: kept
+    running.write_text("mine")
+    other = tmp_path / "other.bin"
+    other_left = _killed_writer(other)                              # another file's: not this write's business
+
+    atomic_write_text(path, "whole")
+
+    assert path.read_text() == "whole" and not left[0].exists()
+    assert running.exists() and other_left[0].exists()
+
+
+def test_a_folder_sweep_removes_only_dead_writers_temporaries(tmp_path):
+    dead = _killed_writer(tmp_path / "a.json") + _killed_writer(tmp_path / "b.json")
+    alive = tmp_path / f".c.json.{os.getpid()}.x1y2z3ab.tmp"
+    foreign = tmp_path / ".notes.tmp"                              # not a name atomic_write makes: kept
+    for p in (alive, foreign):
+        p.write_text("x")
+
+    assert sorted(remove_stale_temporaries(tmp_path)) == dead
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, foreign.name])

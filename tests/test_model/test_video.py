@@ -6,8 +6,10 @@ is), so the points in the CSV must move with the photo: the crop box follows the
 """
 import csv
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -143,3 +145,30 @@ def test_several_videos_go_on_past_a_bad_one_and_never_share_an_output(clip, mea
                        "out/dA/moving.mp4", "out/dB/moving.mp4"]
     assert json.loads((tmp_path / "json" / "dB" / "moving.json").read_text())["video"] == "dB/moving.mp4"
     assert probe(tmp_path / "out" / "dA" / "moving.mp4").width == WIDTH
+
+
+def test_a_run_killed_mid_video_leaves_nothing_after_the_next_run(clip, mean_shape_weights, tmp_path):
+    """SIGKILL while the H.264 file is being written leaves its temporary beside the output (no code
+    runs on SIGKILL); the next run of the same output removes it and writes the whole video."""
+    out = tmp_path / "annotated.mp4"
+    args = [clip, "--out", out, "--weights", mean_shape_weights, "--device", "cpu", "--backend", "torch"]
+    run = subprocess.Popen([sys.executable, "-m", "model.video", *map(str, args)], cwd=REPO,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The temporary exists for a moment when its name is reserved, then again from when the encoder
+    # opens it until the rename: kill once it has been there on two looks 0.2 s apart.
+    seen = set()
+    while run.poll() is None:
+        now = set(tmp_path.glob(".annotated.mp4.*.tmp"))
+        if now & seen:
+            break
+        seen = now
+        time.sleep(0.2)
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=60)
+    left = list(tmp_path.glob(".annotated.mp4.*.tmp"))
+    assert len(left) == 1 and not out.exists(), (run.returncode, sorted(p.name for p in tmp_path.iterdir()))
+
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4"]
+    assert probe(out).width == WIDTH

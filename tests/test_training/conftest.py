@@ -48,12 +48,15 @@ def synthetic_root(tmp_path_factory) -> Path:
 
 
 def make_tiny_config(root: Path, work_dir: Path, **overrides):
-    """A TrainConfig small enough for a CPU test (48-pixel crops, no pretrained weights)."""
+    """A TrainConfig small enough for a CPU test (48-pixel crops, no pretrained weights).
+
+    On the CPU even on a CUDA host: the exact comparisons (resume, ghost BN, the learning proofs'
+    measured NMEs) assume deterministic fp32; the CUDA paths are measured by ``python -m bench.gpu``."""
     from training.train import TrainConfig
 
     settings = dict(wflw_root=str(root), work_dir=str(work_dir), input_size=48, workers=0, epochs=2,
                     batch_size=8, lr=1e-3, warmup_iters=4, milestones=[100], eval_interval=1,
-                    pretrained="none", print_freq=1, seed=0)
+                    pretrained="none", print_freq=1, seed=0, device="cpu")
     settings.update(overrides)
     return TrainConfig(**settings)
 
