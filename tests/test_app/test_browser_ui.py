@@ -88,7 +88,7 @@ def test_upload_flow(studio, page_of, artifacts_dir, tmp_path):
     assert info.value.suggested_filename == "astronaut.json"
     record = json.loads(Path(info.value.path()).read_text())
     assert record["image"] == "astronaut.png" and len(record["faces"]) == 1
-    page.screenshot(path=str(artifacts_dir / "app-upload.png"))
+    page.screenshot(path=str(artifacts_dir / "app-upload.png"), full_page=True)  # the photo and the results
 
 
 def _y4m_from_photo(photo: Path, out: Path, frames: int = 10) -> Path:
