@@ -24,12 +24,12 @@ import pandas as pd
 from app.context import AppContext
 from app.wflw_faces import LEGEND_TEXT
 from model.detector import DEFAULT_MIN_FACE_SIZE, DEFAULT_THRESHOLDS, Detections
-from model.draw import SCORE_DECIMALS, draw_detections, draw_faces
+from model.draw import SCORE_DECIMALS, draw_detections, draw_faces, zoomed_faces
 from model.geometry import landmark_box, match_boxes
 from model.image import ImageError, read_image
 from model.layout import NUM_LANDMARKS, NUM_LANDMARKS_68
 from model.order import reading_order
-from model.pipeline import Face, crop_faces, detections_record, to_record
+from model.pipeline import Face, detections_record, to_record
 from model.record import in_scheme as record_in_scheme, max_faces_note
 from training import metrics
 from training.wflw import RAW_FIELDS, SUBSET_FIELDS, load_wflw_json, parse_wflw_line
@@ -288,11 +288,17 @@ def _summary(result: dict, nmes: list[float | None], ranks: list[str], unmatched
     return text
 
 
-def _crops(annotated: np.ndarray, result: dict, rows: list[int]) -> list[tuple[np.ndarray, str]]:
+def _crops(result: dict, truths: list | None, rows: list[int]) -> list[tuple[np.ndarray, str]]:
+    """The gallery's zoomed faces in ``rows`` order, each cut from the photo with only its own
+    points drawn (``model.draw.zoomed_faces``), and their captions."""
     boxes, scores, flips = _boxes(result)
     if not rows:
         return []
-    views, _ = crop_faces(annotated, boxes[rows], size=CROP_VIEW_SIZE)
+    faces, detections = result["faces"], result["detections"]
+    views = zoomed_faces(result["pixels"], boxes[rows],
+                         landmarks=None if faces is None else np.stack([faces[i].landmarks for i in rows]),
+                         ground_truth=None if truths is None else [truths[i] for i in rows],
+                         five_points=None if detections is None else detections.points[rows], size=CROP_VIEW_SIZE)
     return [(view, f"#{i + 1} · {scores[i]:.{SCORE_DECIMALS}f}" + ("" if flips[i] is None else f" · flip {flips[i]:.1f}%"))
             for view, i in zip(views, rows)]
 
@@ -305,16 +311,17 @@ def _download(ctx: AppContext, name: str, record: dict) -> tuple[str, str]:
 
 
 def _view(result: dict, labels: bool, gt_line: str | None, gt_file: str | None):
-    """(annotated image, record, per-face NME, unmatched truths) to show: what ``predict`` made,
-    or, with labels or a pasted ground truth, the kept faces drawn again (no decode, no model)."""
+    """(annotated image, record, per-face NME, unmatched truths, per-face truths) to show: what
+    ``predict`` made, or, with labels or a pasted ground truth, the kept faces drawn again (no
+    decode, no model)."""
     user = _user_truths(result["image"], gt_line, gt_file)
     if result["faces"] is None or (not user and not labels):
-        return result["annotated"], result["record"], result["nmes"], []
+        return result["annotated"], result["record"], result["nmes"], [], result["truths"]
     faces = result["faces"]
     truths, unmatched = match_ground_truth(faces, user) if user else (result["truths"], [])
     annotated, record, nmes = _draw_and_record(result["image"], result["pixels"], faces, truths, bool(labels),
                                                result["note"])
-    return annotated, record, nmes, unmatched
+    return annotated, record, nmes, unmatched, truths
 
 
 def describe(ctx: AppContext, image_path: str | None, result: dict | None, labels: bool, gt_line: str | None,
@@ -329,12 +336,12 @@ def describe(ctx: AppContext, image_path: str | None, result: dict | None, label
         raise gr.Error("Upload an image first.", print_exception=False)
     if not result or result.get("image") != Path(image_path).name:
         raise gr.Error("Press Find landmarks first.", print_exception=False)
-    annotated, record, nmes, unmatched = _view(result, labels, gt_line, gt_file)
+    annotated, record, nmes, unmatched, truths = _view(result, labels, gt_line, gt_file)
     if unmatched:
         gr.Warning(f"Ground truth {', '.join(f'#{j + 1}' for j in unmatched)} matched no detected face.")
     rows, ranks = face_order(result["faces"], order, len(nmes)), _ranks(ctx, nmes)
     path, text = _download(ctx, result["image"], in_scheme(record, result.get("scheme", NUM_LANDMARKS)))
-    return (annotated, _crops(annotated, result, rows), _face_rows(result, nmes, ranks, rows), path,
+    return (annotated, _crops(result, truths, rows), _face_rows(result, nmes, ranks, rows), path,
             _summary(result, nmes, ranks, unmatched), text)
 
 

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from model.geometry import apply_affine, box_to_crop, crop_matrix, warp_crop
 from model.layout import POINT_REGION, REGION_COLORS
 
 # ------------------------------------------------------------------ colours and legend (one home)
@@ -428,3 +429,32 @@ def draw_five_points(image: np.ndarray, points, scale: DrawScale | None = None) 
                 cv2.drawMarker(out, _pt(p), colour, cv2.MARKER_CROSS, size + 2 * grow, scale.marker_line + 2 * grow,
                                cv2.LINE_AA)
     return out
+
+
+# ------------------------------------------------------------------ zoomed views of single faces
+
+def zoomed_faces(image: np.ndarray, boxes, landmarks=None, ground_truth=None, five_points=None,
+                 size: int = 256) -> list[np.ndarray]:
+    """One (size, size, 3) view per face: the photo (not an annotated copy) cut around the face's
+    box as the network's crop square, with that face's points drawn at the view's own scale.
+
+    No box and no label: a neighbour's label or box never covers the face, and the caller's caption
+    names it. ``landmarks`` (F, 98, 2), ``ground_truth`` (one (98, 2) or ``None`` per face, drawn
+    with error lines) and ``five_points`` (F, 5, 2) are in image pixels; any of them may be ``None``.
+    """
+    views = []
+    scale = drawing_scale((size, size, 3), display_height=size, display_width=size)
+    for i, box in enumerate(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)):
+        center, side = box_to_crop(box)
+        matrix = crop_matrix(center, side, output_size=size)
+        view = warp_crop(image, matrix, size)
+        prediction = None if landmarks is None else apply_affine(landmarks[i], matrix)
+        truth = None if ground_truth is None or ground_truth[i] is None else apply_affine(ground_truth[i], matrix)
+        if truth is not None:
+            view = draw_ground_truth(view, truth, prediction)
+        if prediction is not None:
+            view = draw_landmarks(view, prediction)
+        if five_points is not None:
+            view = draw_five_points(view, apply_affine(five_points[i], matrix)[None], scale=scale)
+        views.append(view)
+    return views
