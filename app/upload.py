@@ -24,12 +24,12 @@ import pandas as pd
 from app.context import AppContext
 from app.wflw_faces import LEGEND_TEXT
 from model.detector import DEFAULT_MIN_FACE_SIZE, DEFAULT_THRESHOLDS, Detections
-from model.draw import SCORE_DECIMALS, draw_detections, draw_faces, zoomed_faces
+from model.draw import SCORE_DECIMALS, draw_detections, draw_faces, draw_on_crops
 from model.geometry import landmark_box, match_boxes
 from model.image import ImageError, read_image
 from model.layout import NUM_LANDMARKS, NUM_LANDMARKS_68
 from model.order import reading_order
-from model.pipeline import Face, detections_record, to_record
+from model.pipeline import Face, crop_faces, detections_record, to_record
 from model.record import in_scheme as record_in_scheme, max_faces_note
 from training import metrics
 from training.wflw import RAW_FIELDS, SUBSET_FIELDS, load_wflw_json, parse_wflw_line
@@ -290,15 +290,16 @@ def _summary(result: dict, nmes: list[float | None], ranks: list[str], unmatched
 
 def _crops(result: dict, truths: list | None, rows: list[int]) -> list[tuple[np.ndarray, str]]:
     """The gallery's zoomed faces in ``rows`` order, each cut from the photo with only its own
-    points drawn (``model.draw.zoomed_faces``), and their captions."""
+    points drawn (``model.draw.draw_on_crops``), and their captions."""
     boxes, scores, flips = _boxes(result)
     if not rows:
         return []
     faces, detections = result["faces"], result["detections"]
-    views = zoomed_faces(result["pixels"], boxes[rows],
-                         landmarks=None if faces is None else np.stack([faces[i].landmarks for i in rows]),
-                         ground_truth=None if truths is None else [truths[i] for i in rows],
-                         five_points=None if detections is None else detections.points[rows], size=CROP_VIEW_SIZE)
+    crops, matrices = crop_faces(result["pixels"], boxes[rows], size=CROP_VIEW_SIZE)
+    views = draw_on_crops(crops, matrices,
+                          landmarks=None if faces is None else np.stack([faces[i].landmarks for i in rows]),
+                          ground_truth=None if truths is None else [truths[i] for i in rows],
+                          five_points=None if detections is None else detections.points[rows])
     return [(view, f"#{i + 1} · {scores[i]:.{SCORE_DECIMALS}f}" + ("" if flips[i] is None else f" · flip {flips[i]:.1f}%"))
             for view, i in zip(views, rows)]
 

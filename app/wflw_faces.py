@@ -14,8 +14,8 @@ import gradio as gr
 import numpy as np
 
 from app.context import AppContext
-from model.draw import draw_ground_truth, draw_landmarks
-from model.geometry import apply_affine, landmark_box
+from model.draw import draw_on_crops
+from model.geometry import landmark_box
 from model.image import ImageError, read_image
 from model.layout import ATTRIBUTES
 from model.pipeline import crop_faces
@@ -107,11 +107,8 @@ def face_view(ctx: AppContext, index: int, size: int = VIEW_SIZE, pred: np.ndarr
     if pred is None and ts.pred is not None:
         pred = ts.pred[index]
     view, matrix = face_crop(ctx, index, size)
-    pred_view = None if pred is None else apply_affine(pred, matrix)
-    out = draw_ground_truth(view, apply_affine(ts.samples[index].landmarks, matrix), pred_view)
-    if pred_view is not None:
-        out = draw_landmarks(out, pred_view, labels=labels)
-    return out
+    return draw_on_crops([view], [matrix], landmarks=None if pred is None else [pred],
+                         ground_truth=[ts.samples[index].landmarks], labels=labels)[0]
 
 
 def describe_face(ctx: AppContext, index: int) -> str:

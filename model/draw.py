@@ -22,7 +22,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from model.geometry import apply_affine, box_to_crop, crop_matrix, warp_crop
+from model.geometry import apply_affine
 from model.layout import POINT_REGION, REGION_COLORS
 
 # ------------------------------------------------------------------ colours and legend (one home)
@@ -431,30 +431,29 @@ def draw_five_points(image: np.ndarray, points, scale: DrawScale | None = None) 
     return out
 
 
-# ------------------------------------------------------------------ zoomed views of single faces
+# ------------------------------------------------------------------ points drawn on face crops
 
-def zoomed_faces(image: np.ndarray, boxes, landmarks=None, ground_truth=None, five_points=None,
-                 size: int = 256) -> list[np.ndarray]:
-    """One (size, size, 3) view per face: the photo (not an annotated copy) cut around the face's
-    box as the network's crop square, with that face's points drawn at the view's own scale.
+def draw_on_crops(crops, matrices, landmarks=None, ground_truth=None, five_points=None,
+                  labels: bool = False) -> list[np.ndarray]:
+    """Each face's own points drawn on its crop, at the crop's scale: the zoomed views (upload
+    gallery, WFLW browser), cut from the photo by ``model.pipeline.crop_faces``, not from an
+    annotated copy, so no neighbour's box or label covers a face.
 
-    No box and no label: a neighbour's label or box never covers the face, and the caller's caption
-    names it. ``landmarks`` (F, 98, 2), ``ground_truth`` (one (98, 2) or ``None`` per face, drawn
-    with error lines) and ``five_points`` (F, 5, 2) are in image pixels; any of them may be ``None``.
+    ``crops`` (F, S, S, 3) uint8 and ``matrices`` (F, 2, 3) image -> crop; ``landmarks`` (F, 98, 2),
+    ``ground_truth`` (one (98, 2) or ``None`` per face, drawn with error lines to the landmarks) and
+    ``five_points`` (F, 5, 2) in image pixels, any of them ``None``; ``labels`` writes point indices.
     """
     views = []
-    scale = drawing_scale((size, size, 3), display_height=size, display_width=size)
-    for i, box in enumerate(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)):
-        center, side = box_to_crop(box)
-        matrix = crop_matrix(center, side, output_size=size)
-        view = warp_crop(image, matrix, size)
+    for i, (view, matrix) in enumerate(zip(crops, matrices)):
         prediction = None if landmarks is None else apply_affine(landmarks[i], matrix)
         truth = None if ground_truth is None or ground_truth[i] is None else apply_affine(ground_truth[i], matrix)
         if truth is not None:
             view = draw_ground_truth(view, truth, prediction)
         if prediction is not None:
-            view = draw_landmarks(view, prediction)
+            view = draw_landmarks(view, prediction, labels=labels)
         if five_points is not None:
-            view = draw_five_points(view, apply_affine(five_points[i], matrix)[None], scale=scale)
-        views.append(view)
+            side = view.shape[0]
+            view = draw_five_points(view, apply_affine(five_points[i], matrix)[None],
+                                    scale=drawing_scale(view.shape, display_height=side, display_width=side))
+        views.append(np.array(view, dtype=np.uint8, copy=True))
     return views

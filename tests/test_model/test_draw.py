@@ -6,7 +6,7 @@ from model.detector import Detections
 from model.draw import (BOX_COLOR, ERROR_COLOR, GT_COLOR, LABEL_BACK_COLOR, LEGEND, MTCNN_COLOR, OUTLINE_COLOR,
                         PRED_POINT_COLORS, box_label, css_hex, draw_box, draw_detections, draw_faces, draw_five_points,
                         draw_ground_truth, draw_landmarks, drawing_scale, label_segments, layout_labels, legend_html,
-                        zoomed_faces)
+                        draw_on_crops)
 from model.image import read_image
 from model.order import reading_order
 from model.layout import REGION_COLORS
@@ -250,39 +250,40 @@ def test_one_legend_for_every_view():
     assert all(e.css in page for e in LEGEND) and "Ground truth" in page and "Prediction: eye" in page
 
 
-def test_zoomed_faces_cut_the_photo_and_draw_only_their_own_points():
-    """Box (100, 100, 200, 200): crop centre (150, 150), side 125 (padding 1.25), so a 256 view
-    scales by 2.048: image (175, 150) -> view (179.2, 128) and (205, 150) -> (240.6, 128)."""
+def test_draw_on_crops_draws_only_each_faces_own_points_in_crop_pixels():
+    """Box (100, 100, 200, 200): crop centre (150, 150), side 125 (padding 1.25), so a 256 crop
+    scales by 2.048: image (175, 150) -> crop (179.2, 128) and (205, 150) -> (240.6, 128)."""
     image = np.full((300, 400, 3), 90, np.uint8)
     image[:, 200:] = 160
     boxes = np.array([[100, 100, 200, 200], [250, 100, 350, 200]], np.float64)
     marks = np.full((2, 98, 2), np.nan)
     marks[0, 54] = (175, 150)   # face 1's nose point
-    marks[1, 60] = (205, 150)   # face 2's eye corner, inside face 1's view
-    plain = crop_faces(image, boxes, size=256)[0]
+    marks[1, 60] = (205, 150)   # face 2's eye corner, inside face 1's crop
+    crops, matrices = crop_faces(image, boxes, size=256)
+    plain = crops.copy()
 
-    views = zoomed_faces(image, boxes, landmarks=marks, size=256)
+    views = draw_on_crops(crops, matrices, landmarks=marks)
 
-    assert len(views) == 2 and image[0, 0, 0] == 90 and image[0, 399, 0] == 160  # input untouched
-    assert tuple(views[0][128, 179]) == PRED_POINT_COLORS[54]
+    np.testing.assert_array_equal(crops, plain)  # input untouched
+    assert len(views) == 2 and tuple(views[0][128, 179]) == PRED_POINT_COLORS[54]
     assert tuple(views[0][128, 241]) == tuple(plain[0][128, 241])  # the neighbour's point is not drawn in it
     changed = np.argwhere(np.any(views[0] != plain[0], axis=-1))
     assert len(changed) and np.abs(changed - (128, 179)).max() <= 3  # nothing else: no box, no label
-    np.testing.assert_array_equal(zoomed_faces(image, boxes, size=256), plain)
+    np.testing.assert_array_equal(draw_on_crops(crops, matrices), plain)
 
 
-def test_zoomed_faces_draw_ground_truth_and_five_points_in_view_pixels():
+def test_draw_on_crops_draws_ground_truth_and_five_points_in_crop_pixels():
     image = np.full((300, 300, 3), 90, np.uint8)
-    box = np.array([[100, 100, 200, 200]], np.float64)
+    crops, matrices = crop_faces(image, np.array([[100, 100, 200, 200]], np.float64), size=256)
     truth = np.full((98, 2), np.nan)
     truth[54] = (175, 150)
     five = np.full((1, 5, 2), 150.0)
-    five[0, :, 0] = (125, 175, 150, 130, 170)  # eyes, nose, mouth corners on one row: crosses at view y 128
+    five[0, :, 0] = (125, 175, 150, 130, 170)  # eyes, nose, mouth corners on one row: crosses at crop y 128
 
-    with_truth = zoomed_faces(image, box, ground_truth=[truth], size=256)[0]
+    with_truth = draw_on_crops(crops, matrices, ground_truth=[truth])[0]
     ring = np.argwhere(np.any(with_truth != 90, axis=-1))
     green = with_truth[tuple(ring.T)].astype(int)
     assert len(ring) and np.abs(ring.mean(axis=0) - (128, 179.2)).max() < 1.5  # a ring centred on the point
     assert np.all(green[:, 1] > green[:, 0]) and np.all(green[:, 1] > green[:, 2])  # in GT_COLOR (green)
-    with_five = zoomed_faces(image, box, five_points=five, size=256)[0]
+    with_five = draw_on_crops(crops, matrices, five_points=five)[0]
     assert tuple(with_five[128, 128]) == MTCNN_COLOR and tuple(with_five[128, 77]) == MTCNN_COLOR  # x 150, 125
