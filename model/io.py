@@ -2,13 +2,14 @@
 
 A reader never sees a half-written file under the final name, whether the writer is killed or the
 machine loses power: the data is fsynced before ``os.replace``, and the folder after it. The
-temporary's name carries the writer's process id (``.<name>.<pid>.<random>.tmp``), so the next write
-of the same file removes what a killed writer (SIGKILL, power cut) left behind, and never the
-temporary of a writer still running.
+temporary's name carries the writer's process id (``.<name>.<pid>.<random>.tmp``). A process's first
+write into a folder removes the temporaries that killed writers (SIGKILL, power cut) left there, and
+never the temporary of a writer still running: so the next run cleans up after a killed one, at the
+cost of one folder listing per folder and process, not per write.
 """
 from __future__ import annotations
 
-import glob
+import functools
 import json
 import os
 import re
@@ -25,7 +26,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
+    _sweep_once(os.path.abspath(path.parent))
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -46,14 +47,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
 
 
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Remove the temporaries of ``path`` (a file) or of every file in ``path`` (a folder) whose
-    writer process is gone; a running writer's (or an unparsable name) is kept. Returns the removed."""
-    path = Path(path)
-    pattern = ".*.tmp" if path.is_dir() else f".{glob.escape(path.name)}.*.tmp"
-    folder = path if path.is_dir() else path.parent
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries in ``folder`` whose writer process is gone; a running writer's (or a
+    name ``atomic_write`` does not make) is kept. Returns the removed."""
     removed = []
-    for tmp in folder.glob(pattern):
+    for tmp in Path(folder).glob(".*.tmp"):
         match = _TEMPORARY.match(tmp.name)
         if match and not _process_alive(int(match.group(1))):
             tmp.unlink(missing_ok=True)
@@ -61,9 +59,15 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+# Bounded: a server writes into a fresh folder per request; a folder dropped from the cache is
+# only listed again.
+@functools.lru_cache(maxsize=1024)
+def _sweep_once(folder: str) -> None:
+    """``remove_stale_temporaries(folder)`` on this process's first write into ``folder``."""
+    remove_stale_temporaries(folder)
+
+
 def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+import model.io
 from model.io import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text, remove_stale_temporaries
 from tests.helpers import REPO
 
@@ -77,23 +78,30 @@ def _killed_writer(path) -> list:
     return sorted(path.parent.glob(f".{path.name}.{writer.pid}.*.tmp"))
 
 
-def test_the_next_write_removes_what_a_killed_writer_left(tmp_path):
+def test_the_first_write_into_a_folder_removes_what_killed_writers_left(tmp_path, monkeypatch):
     path = tmp_path / "out.mp4"
     left = _killed_writer(path)
     assert len(left) == 1 and left[0].read_text() == "half" and not path.exists()
     running = tmp_path / f".out.mp4.{os.getpid()}.abc12345.tmp"   # a live writer's: kept
     running.write_text("mine")
-    other = tmp_path / "other.bin"
-    other_left = _killed_writer(other)                              # another file's: not this write's business
+    other_left = _killed_writer(tmp_path / "other.bin")             # another file's, writer dead: removed too
+    listings = []
+    listing = model.io.remove_stale_temporaries
+    monkeypatch.setattr(model.io, "remove_stale_temporaries", lambda folder: listings.append(folder) or listing(folder))
 
     atomic_write_text(path, "whole")
 
-    assert path.read_text() == "whole" and not left[0].exists()
-    assert running.exists() and other_left[0].exists()
+    assert path.read_text() == "whole" and not left[0].exists() and not other_left[0].exists()
+    assert running.exists() and listings == [str(tmp_path)]
+    atomic_write_text(tmp_path / "second.txt", "x")                   # the folder is listed once per process
+    assert listings == [str(tmp_path)]
 
 
 def test_a_folder_sweep_removes_only_dead_writers_temporaries(tmp_path):
-    dead = _killed_writer(tmp_path / "a.json") + _killed_writer(tmp_path / "b.json")
+    dead = _killed_writer(tmp_path / "a.json")
+    pid = dead[0].name.split(".")[3]                                # ".a.json.<pid>.<random>.tmp"
+    dead.append(tmp_path / f".b.json.{pid}.q7r8s9tu.tmp")           # a second file of the same dead writer
+    dead[1].write_text("half")
     alive = tmp_path / f".c.json.{os.getpid()}.x1y2z3ab.tmp"
     foreign = tmp_path / ".notes.tmp"                              # not a name atomic_write makes: kept
     for p in (alive, foreign):
