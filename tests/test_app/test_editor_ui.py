@@ -74,13 +74,24 @@ def _open(page, index: int) -> None:
     page.locator("#review-editor svg.le-svg").scroll_into_view_if_needed()
 
 
-def _screen_to_image(page, sx: float, sy: float) -> tuple[float, float]:
-    """Image pixel under a screen point, from the SVG's viewBox and on-screen box (square, 'meet')."""
-    svg = page.locator("#review-editor svg.le-svg")
-    vx, vy, vw, vh = (float(v) for v in svg.get_attribute("viewBox").split())
-    box = svg.bounding_box()
-    assert abs(vw - vh) < 1e-9 and abs(box["width"] - box["height"]) < 1.0
-    return vx + (sx - box["x"]) * vw / box["width"], vy + (sy - box["y"]) * vh / box["height"]
+# Records, at the instant of the drop (capture phase, before the editor's own handler), where the
+# pointer was and where the SVG and its viewBox were: a page that moves or resizes while the drag
+# runs (a late update above it on a loaded machine) cannot skew the expectation.
+RECORD_DROP_JS = """() => {
+  window.__drop = null;
+  window.addEventListener('pointerup', e => {
+    const svg = document.querySelector('#review-editor svg.le-svg'), r = svg.getBoundingClientRect();
+    window.__drop = {sx: e.clientX, sy: e.clientY, viewBox: svg.getAttribute('viewBox'),
+                     x: r.left, y: r.top, width: r.width, height: r.height};
+  }, {capture: true, once: true});
+}"""
+
+
+def _screen_to_image(drop: dict) -> tuple[float, float]:
+    """Image pixel under the recorded drop, from the SVG's viewBox and on-screen box (square, 'meet')."""
+    vx, vy, vw, vh = (float(v) for v in drop["viewBox"].split())
+    assert abs(vw - vh) < 1e-9 and abs(drop["width"] - drop["height"]) < 1.0
+    return vx + (drop["sx"] - drop["x"]) * vw / drop["width"], vy + (drop["sy"] - drop["y"]) * vh / drop["height"]
 
 
 def _centre(page, point: int) -> tuple[float, float]:
@@ -94,14 +105,16 @@ def _drag(page, point: int, dx: int, dy: int) -> tuple[float, float]:
     status = page.locator("#review-status").inner_text()
     x, y = _centre(page, point)
     x, y = round(x), round(y)
+    page.evaluate(RECORD_DROP_JS)
     page.mouse.move(x, y)
     page.mouse.down()
     page.mouse.move(x + dx / 2, y + dy / 2, steps=3)
     page.mouse.move(x + dx, y + dy, steps=3)
-    dropped = _screen_to_image(page, x + dx, y + dy)
     page.mouse.up()
+    drop = page.evaluate("() => window.__drop")
+    assert (drop["sx"], drop["sy"]) == (x + dx, y + dy)
     expect(page.locator("#review-status")).not_to_have_text(status, timeout=TIMEOUT_MS)
-    return dropped
+    return _screen_to_image(drop)
 
 
 def test_stray_click_and_early_verdict_store_nothing(review_app, page):
