@@ -2,7 +2,7 @@
 
 The export is a new dataset ROOT that every WFLW and COCO reader takes, as ``model.annotate`` wrote
 the original: the WFLW lists (train and test, split as loaded), ``annotations.json`` (COCO keypoints,
-``model.coco.write_coco``) and ``WFLW_images`` (hard links to the photos, copies where linking
+``model.formats.coco.write_coco``) and ``WFLW_images`` (hard links to the photos, copies where linking
 fails), so that it is self-contained and ``training.train`` / ``training.evaluate`` read it. The stored
 point corrections are applied; a face whose latest verdict is "not a face" is left out; a face
 that was corrected, or given the verdict "fixed", or was already human-made, gets
@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from app.review_store import FIXED, NOT_A_FACE, ReviewStore, face_key, iso_time
-from model.annotate import COCO_FILE
-from model.coco import read_coco, write_coco
-from training.wflw import ANNOTATIONS_DIR, IMAGES_DIR, WFLWTree, resolve_image, write_wflw_txt
+from model.formats.coco import read_coco, write_coco
+from model.formats.dataset import DatasetTree
+from model.formats.wflw import ANNOTATIONS_DIR, resolve_image, write_wflw_txt
 
 
 def face_sources(ts, store: ReviewStore) -> tuple[list[str], list[str | None]]:
@@ -37,7 +37,7 @@ def face_sources(ts, store: ReviewStore) -> tuple[list[str], list[str | None]]:
 
 def _records(ts, store: ReviewStore, sources: list[str], keep: list[bool]) -> tuple[list[dict], dict]:
     """The original COCO records (images in their order, faces replaced by the kept, corrected ones)."""
-    original, info = read_coco(ts.tree.root / COCO_FILE)
+    original, info = read_coco(DatasetTree(ts.tree.root).coco)
     samples = store.corrected_samples(ts.samples)
     faces: dict[str, list[dict]] = {}
     for index, sample in enumerate(samples):
@@ -76,7 +76,7 @@ def export_annotated(ts, store: ReviewStore, out: str | os.PathLike) -> dict:
     sources, verdicts = face_sources(ts, store)
     keep = [v != NOT_A_FACE for v in verdicts]
     records, info = _records(ts, store, sources, keep)
-    tree = WFLWTree(out)
+    tree = DatasetTree(out)
     samples = store.corrected_samples(ts.samples)
     for split in ("test", "train"):
         write_wflw_txt(tree.annotations(split), [s for i, s in enumerate(samples)
@@ -86,19 +86,18 @@ def export_annotated(ts, store: ReviewStore, out: str | os.PathLike) -> dict:
     info = {**info, "review": {"exported": iso_time(time.time()), "from": str(ts.tree.root), "faces": len(kept),
                                "human": human, "not_a_face": len(samples) - len(kept)}}
     info.pop("keypoint_scheme", None)
-    write_coco(out / COCO_FILE, records, info=info)
+    write_coco(tree.coco, records, info=info)
     for record in records:
-        _place_image(ts, str(record["image"]), out / IMAGES_DIR)
+        _place_image(ts, str(record["image"]), tree.images)
     return {"root": out, "faces": len(kept), "human": human, "left_out": len(samples) - len(kept)}
 
 
 def zip_annotations(root: str | os.PathLike, zip_base: str | os.PathLike) -> Path:
     """A zip of an exported dataset's annotations (the lists and ``annotations.json``; the images
     stay where they are): ``zip_base`` + ``.zip``."""
-    root = Path(root)
-    staging = Path(f"{zip_base}-files")
-    shutil.copytree(root / ANNOTATIONS_DIR, staging / ANNOTATIONS_DIR)
-    shutil.copy2(root / COCO_FILE, staging / COCO_FILE)
-    path = Path(shutil.make_archive(str(zip_base), "zip", root_dir=staging))
-    shutil.rmtree(staging)
+    tree, staging = DatasetTree(Path(root)), DatasetTree(Path(f"{zip_base}-files"))
+    shutil.copytree(tree.root / ANNOTATIONS_DIR, staging.root / ANNOTATIONS_DIR)
+    shutil.copy2(tree.coco, staging.coco)
+    path = Path(shutil.make_archive(str(zip_base), "zip", root_dir=staging.root))
+    shutil.rmtree(staging.root)
     return path

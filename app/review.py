@@ -16,7 +16,7 @@ from app.own_dataset import export_annotated, zip_annotations
 from app.review_store import check_reviewer, face_key, verdicts_for
 from app.stored_predictions import image_sizes, provenance
 from app.wflw_faces import describe_face, face_crop
-from training.wflw import write_wflw_txt
+from model.formats.wflw import write_wflw_txt
 
 # Side of the face crop sent to the editor, pixels (the SVG draws the points at display resolution).
 EDITOR_VIEW_SIZE = 768

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from model.layout import NUM_LANDMARKS
-from training.wflw import Sample
+from model.formats.wflw import Sample
 
 SCHEMA_VERSION = 2
 

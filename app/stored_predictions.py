@@ -13,7 +13,7 @@ from PIL import Image
 from app.context import AppContext
 from app.wflw_faces import require_testset
 from training.evaluate import EvaluationCancelled, predict_samples, prediction_meta, write_predictions
-from training.wflw import resolve_image
+from model.formats.wflw import resolve_image
 
 log = logging.getLogger(__name__)
 

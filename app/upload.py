@@ -13,7 +13,6 @@ image, in the table and in the record.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -23,16 +22,17 @@ import pandas as pd
 
 from app.context import AppContext
 from app.wflw_faces import LEGEND_TEXT
-from model.detector import DEFAULT_MIN_FACE_SIZE, DEFAULT_THRESHOLDS, Detections
+from model.detector import Detections
 from model.draw import SCORE_DECIMALS, draw_detections, draw_faces, draw_on_crops
 from model.geometry import landmark_box, match_boxes
 from model.image import ImageError, read_image
 from model.layout import NUM_LANDMARKS, NUM_LANDMARKS_68
-from model.order import reading_order
 from model.pipeline import Face, crop_faces, detections_record, to_record
-from model.record import in_scheme as record_in_scheme, max_faces_note
+from model.record import in_scheme as record_in_scheme
+from model.selection import (DEFAULT_MAX_FACES, DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE, FaceFilter, Selection,
+                             select_faces, selected)
 from training import metrics
-from training.wflw import RAW_FIELDS, SUBSET_FIELDS, load_wflw_json, parse_wflw_line
+from model.formats.wflw import RAW_FIELDS, SUBSET_FIELDS, load_wflw_json, parse_wflw_line
 
 # Zoomed face crops in the gallery, pixels.
 CROP_VIEW_SIZE = 256
@@ -41,9 +41,6 @@ CROP_VIEW_SIZE = 256
 # (MTCNN boxes sit inside the landmark extent on the forehead side; 0.3 tolerates that).
 GT_MIN_IOU = 0.3
 
-# The detector's own defaults: MTCNN's final (O-net) score threshold and smallest face side searched.
-MIN_SCORE = DEFAULT_THRESHOLDS[-1]
-MIN_FACE_SIZE = DEFAULT_MIN_FACE_SIZE
 # Step of the minimum-score box: MTCNN scores of faces crowd just below 1 (faces 0.9996-0.9999, a
 # hand 0.9936 on breakingbad.jpg), so a step of 0.01 cannot separate them; 0.001 can.
 MIN_SCORE_STEP = 0.001
@@ -74,63 +71,30 @@ def _read(path: str | None) -> tuple[str, np.ndarray]:
         raise gr.Error(str(exc), print_exception=False) from None
 
 
-def filter_detections(detections: Detections, min_score: float, min_size: float) -> Detections:
-    """The detections scoring at least ``min_score`` and, when ``min_size`` is above the detector's
-    own smallest search size (``MIN_FACE_SIZE``), whose box's shorter side is at least ``min_size`` px.
-
-    At the defaults nothing is dropped: MTCNN searches from 20 px faces but may box a face a little
-    smaller, and those boxes stay, as without the controls.
-    """
-    keep = (detections.scores >= min_score) & _large_enough(detections, min_size)
-    return Detections(detections.boxes[keep], detections.scores[keep], detections.points[keep])
-
-
-def _large_enough(detections: Detections, min_size: float) -> np.ndarray:
-    boxes = detections.boxes
-    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    return sides >= min_size if min_size > MIN_FACE_SIZE else np.ones(len(boxes), dtype=bool)
+def _face_filter(ctx: AppContext, min_score, min_size) -> FaceFilter:
+    """The UI's limits (empty: the defaults) and the model's ``max_faces``; ``gr.Error`` naming a bad value."""
+    max_faces = DEFAULT_MAX_FACES if ctx.predictor is None else ctx.predictor.max_faces
+    try:
+        return FaceFilter(DEFAULT_MIN_SCORE if min_score is None else float(min_score),
+                          DEFAULT_MIN_SIZE if min_size is None else float(min_size), max_faces)
+    except ValueError as exc:
+        raise gr.Error(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", print_exception=False) from None
 
 
-def threshold_note(detections: Detections, min_score: float, min_size: float) -> str | None:
-    """What the minimum score and size left out of ``detections`` (all the detector found), e.g.
-    ``"2 detections below score 0.995 left out"``; ``None`` when they left out nothing."""
-    low = int(np.sum(detections.scores < min_score))
-    small = int(np.sum((detections.scores >= min_score) & ~_large_enough(detections, min_size)))
-    parts = []
-    if low:
-        parts.append(f"{low} detection{'s' if low > 1 else ''} below score {min_score:g}")
-    if small:
-        parts.append(f"{small} detection{'s' if small > 1 else ''} smaller than {min_size:g} px")
-    return " and ".join(parts) + " left out" if parts else None
-
-
-def _thresholds(min_score, min_size) -> tuple[float, float]:
-    score = MIN_SCORE if min_score is None else float(min_score)
-    size = MIN_FACE_SIZE if min_size is None else float(min_size)
-    if not 0.0 <= score <= 1.0:
-        raise gr.Error(f"Minimum score must be between 0 and 1, got {score:g}.", print_exception=False)
-    if size < 0:
-        raise gr.Error(f"Minimum face size must be at least 0 pixels, got {size:g}.", print_exception=False)
-    return score, size
-
-
-def detection_note(name: str, found: int, kept: int) -> str | None:
+def detection_note(name: str, selection: Selection) -> str | None:
     """Why the result has fewer faces than the user may expect (none found, or more than
-    ``max_faces``: ``model.record.max_faces_note``), or ``None`` when nothing is missing."""
-    if found == 0:
+    ``max_faces``: ``Selection.limit_note``), or ``None`` when nothing is missing."""
+    if selection.passed == 0:
         return f"{name}: no face found."
-    note = max_faces_note(found, kept)
+    note = selection.limit_note()
     return None if note is None else f"{name}: {note}."
 
 
 def detector_only(ctx: AppContext, name: str, image: np.ndarray, detections: Detections):
-    """Detector-only mode (no 98-point model): (detections in reading order, annotated image with
-    numbered boxes, scores and MTCNN's five points, record with ``"five_points"``)."""
-    order = reading_order(detections.boxes)
-    detections = dataclasses.replace(detections, boxes=detections.boxes[order], scores=detections.scores[order],
-                                     points=detections.points[order])
+    """Detector-only mode (no 98-point model): (annotated image with numbered boxes, scores and
+    MTCNN's five points, record with ``"five_points"``) of ``detections`` in reading order."""
     annotated = draw_detections(image, detections, numbers=list(range(1, len(detections) + 1)))
-    return detections, annotated, detections_record(name, image.shape, detections, ctx.banner or NO_MODEL)
+    return annotated, detections_record(name, image.shape, detections, ctx.banner or NO_MODEL)
 
 
 def in_scheme(record: dict, scheme) -> dict:
@@ -142,8 +106,8 @@ def in_scheme(record: dict, scheme) -> dict:
         raise gr.Error(f"Points must be 98 or 68: {exc}.", print_exception=False) from None
 
 
-def predict(ctx: AppContext, image_path: str | None, min_score: float = MIN_SCORE,
-            min_size: float = MIN_FACE_SIZE, scheme: int | str = NUM_LANDMARKS):
+def predict(ctx: AppContext, image_path: str | None, min_score: float = DEFAULT_MIN_SCORE,
+            min_size: float = DEFAULT_MIN_SIZE, scheme: int | str = NUM_LANDMARKS):
     """``/predict``: (annotated image, JSON record as text, result state) for one image file.
 
     ``scheme`` 68 gives the JSON text (and the download) the 300W / iBUG subset (``in_scheme``);
@@ -155,16 +119,17 @@ def predict(ctx: AppContext, image_path: str | None, min_score: float = MIN_SCOR
     The state holds what ``describe`` formats: the pixels, faces, truths, drawing and record.
     """
     name, image = _read(image_path)
-    score, size = _thresholds(min_score, min_size)
+    face_filter = _face_filter(ctx, min_score, min_size)
     found = (ctx.detector if ctx.predictor is None else ctx.predictor).detect(image)
-    detections = filter_detections(found, score, size)
-    result = {"image": name, "pixels": image, "left_out": threshold_note(found, score, size), "truths": None}
+    selection = select_faces(found, face_filter)
+    detections = selected(found, selection)  # reading order
+    result = {"image": name, "pixels": image, "left_out": selection.threshold_note(), "truths": None}
     if ctx.predictor is None:
-        detections, annotated, record = detector_only(ctx, name, image, detections)
+        annotated, record = detector_only(ctx, name, image, detections)
         result.update(faces=None, detections=detections, note=None, nmes=[None] * len(detections))
     else:
-        faces = ctx.predictor.faces_from_detections(image, detections)  # in reading order
-        note = detection_note(name, len(detections), len(faces))
+        faces = ctx.predictor.faces_from_detections(image, detections)  # kept in that order
+        note = detection_note(name, selection)
         if note:
             gr.Warning(note)
         truths, _ = match_ground_truth(faces, _wflw_truths(ctx, name))
@@ -390,11 +355,12 @@ def predict_batch(ctx: AppContext, paths: list[str] | None, labels: bool):
 
 def _one_of_batch(ctx: AppContext, name: str, image: np.ndarray, labels: bool) -> tuple[np.ndarray, dict]:
     """(annotated image, record) of one image of a batch, faces in reading order."""
+    found = (ctx.detector if ctx.predictor is None else ctx.predictor).detect(image)
+    selection = select_faces(found, _face_filter(ctx, None, None))
+    detections = selected(found, selection)  # reading order
     if ctx.predictor is None:
-        _, annotated, record = detector_only(ctx, name, image, ctx.detector.detect(image))
-        return annotated, record
-    detections = ctx.predictor.detect(image)
-    faces = ctx.predictor.faces_from_detections(image, detections)  # in reading order
-    note = detection_note(name, len(detections), len(faces))
+        return detector_only(ctx, name, image, detections)
+    faces = ctx.predictor.faces_from_detections(image, detections)
+    note = detection_note(name, selection)
     return (draw_faces(image, faces, labels=labels, numbers=list(range(1, len(faces) + 1))),
             to_record(name, image.shape, faces, warning=note))

@@ -1,6 +1,6 @@
 """The WFLW test set as the browser and review tabs hold it: faces, predictions, per-face NME, order.
 
-UI state only. Reading the test split is ``training.wflw.load_test_split``; the ``predictions.json``
+UI state only. Reading the test split is ``model.formats.wflw.load_test_split``; the ``predictions.json``
 schema (one writer, one reader) is ``training.evaluate``; NME is ``training.metrics``.
 """
 from __future__ import annotations
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from model.annotate import COCO_FILE
-from model.coco import read_coco
+from model.formats.coco import read_coco
+from model.formats.dataset import DatasetTree
 from model.layout import ATTRIBUTES, NUM_LANDMARKS
 from training import metrics
 from training.evaluate import read_predictions, read_predictions_meta
 from training.prepare import ANNOTATIONS_URL, IMAGES_GDRIVE_ID
-from training.wflw import Sample, WFLWTree, attribute_matrix, find_wflw_root, load_test_split, load_wflw_txt
+from model.formats.wflw import Sample, WFLWTree, attribute_matrix, find_wflw_root, load_test_split, load_wflw_txt
 
 # What kind of dataset a root holds: WFLW itself (human ground truth, test split), or one written by
 # ``python -m model.annotate`` (ROOT/annotations.json beside the lists: model points, some reviewed).
@@ -84,10 +84,10 @@ class WFLWTestSet:
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> WFLWTestSet:
-        """The test split of a WFLW root (``training.wflw.load_test_split``), or every face of a
+        """The test split of a WFLW root (``model.formats.wflw.load_test_split``), or every face of a
         dataset written by ``python -m model.annotate`` (``load_annotated``)."""
         tree = find_wflw_root(root)
-        if (tree.root / COCO_FILE).is_file():
+        if DatasetTree(tree.root).is_own_dataset():
             return cls.load_annotated(tree)
         samples, flags = load_test_split(tree)
         return cls(tree, samples, flags)
@@ -96,12 +96,13 @@ class WFLWTestSet:
     def load_annotated(cls, tree: WFLWTree) -> WFLWTestSet:
         """Test then train faces of an annotate dataset, each with the ``source``, detector
         ``score`` and ``flip_error`` of its ``annotations.json`` entry (matched by image and box)."""
+        coco = DatasetTree(tree.root).coco
         samples = load_wflw_txt(tree.annotations("test"))
         num_test = len(samples)
         samples += load_wflw_txt(tree.annotations("train"))
         if not samples:
             raise ValueError(f"{tree.root}: the annotate dataset has no faces")
-        records, _ = read_coco(tree.root / COCO_FILE)
+        records, _ = read_coco(coco)
         faces = {}
         for record in records:
             faces.setdefault(str(record["image"]), []).extend(record["faces"])
@@ -110,7 +111,7 @@ class WFLWTestSet:
             match = [f for f in faces.get(sample.image, [])
                      if np.allclose(f["box"], sample.box, atol=_BOX_TOLERANCE)]
             if not match:
-                raise ValueError(f"{tree.root / COCO_FILE}: no face of {sample.image} with box "
+                raise ValueError(f"{coco}: no face of {sample.image} with box "
                                  f"{np.round(sample.box, 2).tolist()} (the WFLW lists and the COCO file disagree)")
             sources.append(match[0].get("source", "model"))
             scores.append(match[0]["score"])

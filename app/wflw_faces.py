@@ -19,7 +19,7 @@ from model.geometry import landmark_box
 from model.image import ImageError, read_image
 from model.layout import ATTRIBUTES
 from model.pipeline import crop_faces
-from training.wflw import resolve_image
+from model.formats.wflw import resolve_image
 
 # The one legend of every view (upload, browser, comparison, editor), in the words the UI shows. The
 # colour names describe model.draw's GT_COLOR, the region colours and ERROR_COLOR.
@@ -51,7 +51,7 @@ class ImageCache:
         return len(self._items)
 
     def get(self, images_dir: str, image_path: str) -> np.ndarray:
-        """The decoded image ``image_path`` of ``images_dir`` (``training.wflw.resolve_image``)."""
+        """The decoded image ``image_path`` of ``images_dir`` (``model.formats.wflw.resolve_image``)."""
         key = (str(images_dir), image_path)
         with self._lock:
             if key in self._items:

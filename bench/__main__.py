@@ -61,7 +61,7 @@ from model.pipeline import Predictor, crop_faces, to_record
 from model.smoothing import FaceSmoother, estimate_lag, mean_jitter, smoothing_figures
 from model.tracking import DEFAULT_KEYFRAME_EVERY, DEFAULT_REDETECT_EVERY, FaceTracker
 from model.video import annotate_video, write_video
-from training.wflw import crop_box, find_wflw_root, load_wflw_txt, resolve_image
+from model.formats.wflw import crop_box, find_wflw_root, load_wflw_txt, resolve_image
 
 FRAME_WIDTH, FRAME_HEIGHT = 640, 480  # the webcam and upload frame size
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -380,7 +380,7 @@ def wflw_sequences(count: int, still: bool = False):
     made from its photo, scaled so the face is about ``ORACLE_FACE_SIDE`` px, moved by ``motion_at``
     about the face, with sensor noise."""
     from model.layout import EYE_CORNERS
-    from training.wflw import load_wflw_json
+    from model.formats.wflw import load_wflw_json
 
     rng = np.random.default_rng(3)
     for sample in load_wflw_json(WFLW_FACES / "test_wflw.json"):

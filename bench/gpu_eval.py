@@ -55,7 +55,7 @@ def _faces(batch: int):
     """(images, boxes per face, image index per face) from the benchmark's synthetic test faces."""
     from bench.checkpoint import synthetic_root
     from model.image import read_image
-    from training.wflw import crop_box, find_wflw_root, load_wflw_txt, resolve_image
+    from model.formats.wflw import crop_box, find_wflw_root, load_wflw_txt, resolve_image
 
     tree = find_wflw_root(synthetic_root())
     samples = load_wflw_txt(tree.annotations("test"))

@@ -101,7 +101,7 @@ def ceiling_rate(ghost: bool, compiled: bool) -> float:
 
 def repeated_tree(root: Path, out: Path, faces: int) -> Path:
     """A WFLW tree whose training list repeats ``root``'s faces up to ``faces`` lines (images linked)."""
-    from training.wflw import find_wflw_root
+    from model.formats.wflw import find_wflw_root
 
     tree = find_wflw_root(root)
     shutil.copytree(tree.root, out, symlinks=True, ignore=lambda d, names: ["WFLW_images"] if d == str(tree.root) else [])
@@ -149,7 +149,7 @@ def training_rows(workers: int) -> list[tuple[str, str, str]]:
 def _eval_faces(count: int):
     """(samples, images_dir): the bench's synthetic test faces repeated to ``count`` rows."""
     from bench.checkpoint import synthetic_root
-    from training.wflw import find_wflw_root, load_test_split
+    from model.formats.wflw import find_wflw_root, load_test_split
 
     tree = find_wflw_root(synthetic_root())
     samples, _ = load_test_split(tree)
@@ -173,7 +173,7 @@ def evaluation_rate(weights: Path, precision: str) -> float:
 def evaluation_ceiling(weights: Path, compiled: bool) -> float:
     """Faces/s of GPU crops + network (flip test, bf16, channels-last) on images already on the GPU."""
     samples, images_dir = _eval_faces(EVAL_BATCH)
-    from training.wflw import crop_box, resolve_image
+    from model.formats.wflw import crop_box, resolve_image
 
     names = sorted({s.image for s in samples})
     stack = torch.stack([torch.from_numpy(np.array(read_image(resolve_image(images_dir, n)))).permute(2, 0, 1)

@@ -14,7 +14,7 @@ becomes a standard WFLW tree that everything reading WFLW reads:
   per face (98 points, the MTCNN box as rectangle, six attribute flags 0), split by image:
   ``--val-fraction`` of the photos with faces (at least one, at most all but one) go to ``test``,
   chosen by ``--seed``;
-- ``annotations.json``: the same faces as COCO keypoints (``model.coco``) with ``score``,
+- ``annotations.json``: the same faces as COCO keypoints (``model.formats.coco``) with ``score``,
   ``flip_error`` and ``source: "model"``; every photo is listed, with ``num_faces`` (0 for a photo in
   which no face was found); ``info.provenance`` names the checkpoint, its sha256, the flip test and
   the project version; ``--scheme 68`` also writes ``annotations_68.json`` (300W subset);
@@ -50,23 +50,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.cli import add_model_arguments, number_arg, positive_int
+from model.cli import add_face_filter_arguments, add_model_arguments, face_filter_from_args, number_arg, positive_int
 from model.codec import decode
-from model.coco import write_coco
+from model.formats.coco import write_coco
+from model.formats.dataset import DatasetTree
+from model.formats.wflw import Sample, write_wflw_txt
 from model.image import ImageError, find_images, read_image
 from model.io import atomic_write, atomic_write_json, remove_stale_temporaries
 from model.layout import ATTRIBUTES, NUM_LANDMARKS, NUM_LANDMARKS_68
 from model.pipeline import Predictor, crop_faces
-from model.order import reading_order
-from model.record import Face, max_faces_note, to_record
+from model.record import Face, to_record
+from model.selection import FaceFilter, select_faces
 from model.weights import file_sha256
 
 DEFAULT_BATCH_SIZE = 32      # crops per forward (twice that many images go through with flip test)
 DEFAULT_MIN_SCORE = 0.9      # MTCNN's own last threshold is 0.7; below 0.9 most detections in crowds are not faces
 DEFAULT_MIN_SIZE = 32        # px, shorter box side: smaller faces give landmarks too coarse to correct
 DEFAULT_VAL_FRACTION = 0.1
-CACHE_DIR = ".annotate"      # per-photo results, under ROOT
-COCO_FILE, COCO_68_FILE, REPORT_FILE = "annotations.json", "annotations_68.json", "annotate_report.json"
 RESULT_FORMAT = 1            # bump when the per-photo result changes meaning: old results are then ignored
 _PREFETCH = 4                # photos hashed and decoded ahead of the detector, on threads
 _PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
@@ -226,18 +226,6 @@ class _Job:
         self.left = len(self.boxes)
 
 
-def keep_faces(detections, min_score: float, min_size: float, max_faces: int):
-    """The detections to annotate: score >= ``min_score``, shorter box side >= ``min_size`` px, the
-    ``max_faces`` most confident, in reading order. Returns ((K, 4) boxes, (K,) scores, warning)."""
-    boxes = np.asarray(detections.boxes, np.float64).reshape(-1, 4)
-    scores = np.asarray(detections.scores, np.float64).reshape(-1)
-    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    good = np.flatnonzero((scores >= min_score) & (sides >= min_size))
-    keep = good[np.argsort(-scores[good], kind="stable")][:max_faces]
-    keep = keep[reading_order(boxes[keep])] if len(keep) else keep
-    return boxes[keep], scores[keep], max_faces_note(len(good), len(keep))
-
-
 class CrossImageBatcher:
     """Runs the network on crops from several photos at once, in forwards of exactly ``batch_size``
     crops (the last one padded with black crops), and writes each photo's result file as soon as
@@ -319,8 +307,10 @@ def annotate_photos(photos: list[Photo], predictor: Predictor, cache: Path, dige
             if loaded.image is None:  # done by an earlier run
                 bar.update()
                 continue
-            boxes, scores, warning = keep_faces(predictor.detect(loaded.image), args.min_score, args.min_size,
-                                                args.max_faces)
+            detections = predictor.detect(loaded.image)
+            selection = select_faces(detections, face_filter_from_args(args))
+            boxes, scores = detections.boxes[selection.indices], detections.scores[selection.indices]
+            warning = selection.limit_note()
             crops, matrices = crop_faces(loaded.image, boxes, predictor.input_size)
             batcher.add(_Job(photo, loaded.key, loaded.image.shape[:2], boxes, scores, matrices, crops, warning))
         batcher.flush()
@@ -358,19 +348,16 @@ def split_test(names: list[str], val_fraction: float, seed: int) -> set[str]:
 def write_dataset(root: Path, photos: list[Photo], keys: dict[str, str], failed: list[dict],
                   provenance: dict, args: argparse.Namespace) -> dict:
     """Merge the per-photo results into ROOT's WFLW tree, COCO file(s) and report; returns the report."""
-    # The WFLW text format has one home, training.wflw (the one arrow from model/ up to training/).
-    from training.wflw import IMAGES_DIR, Sample, WFLWTree, write_wflw_txt
-
-    tree = WFLWTree(root)
+    tree = DatasetTree(root)
     tree.images.mkdir(parents=True, exist_ok=True)
     records = []
     for photo in photos:
         if photo.name in keys:
-            record = read_result(root / CACHE_DIR / f"{keys[photo.name]}.json")
+            record = read_result(tree.cache / f"{keys[photo.name]}.json")
             if record is None:
                 raise RuntimeError(f"{photo.path}: its result file {keys[photo.name]}.json is missing or broken")
             records.append({**record, "image": photo.name})
-            _link(photo, root / IMAGES_DIR)
+            _link(photo, tree.images)
     with_faces = [r["image"] for r in records if r["faces"]]
     test = split_test(with_faces, args.val_fraction, args.seed)
     no_flags = (False,) * len(ATTRIBUTES)
@@ -381,14 +368,14 @@ def write_dataset(root: Path, photos: list[Photo], keys: dict[str, str], failed:
     info = {"description": "faces pre-annotated by python -m model.annotate (source: model)",
             "provenance": provenance, "split": {"val_fraction": args.val_fraction, "seed": args.seed,
                                                 "test_images": sorted(test)}}
-    write_coco(root / COCO_FILE, records, info=info)
+    write_coco(tree.coco, records, info=info)
     if args.scheme == NUM_LANDMARKS_68:
-        write_coco(root / COCO_68_FILE, records, scheme=NUM_LANDMARKS_68, info=info)
+        write_coco(tree.coco_68, records, scheme=NUM_LANDMARKS_68, info=info)
     report = {"photos": len(photos), "annotated": len(records), "faces": sum(len(r["faces"]) for r in records),
               "no_face": [r["image"] for r in records if not r["faces"]],
               "faces_left_out": {r["image"]: r["warning"] for r in records if "warning" in r},
               "unreadable": failed}
-    atomic_write_json(root / REPORT_FILE, report, indent=1)
+    atomic_write_json(tree.report, report, indent=1)
     return report
 
 
@@ -418,7 +405,8 @@ def _device_for(requested: str, dist: Dist) -> str:
 
 def _clear_temporaries(root: Path) -> None:
     """Remove the temporary files a killed run left (``model.io.remove_stale_temporaries``)."""
-    for folder in (root / CACHE_DIR, root, root / "WFLW_annotations" / "list_98pt_rect_attr_train_test"):
+    tree = DatasetTree(root)
+    for folder in (tree.cache, root, tree.annotations("train").parent):
         if folder.is_dir():
             remove_stale_temporaries(folder)
 
@@ -457,6 +445,7 @@ def run(args: argparse.Namespace, dist: Dist) -> int:
     """Annotate this process's share of the photos; rank 0 merges. Returns the exit status."""
     started = time.perf_counter()
     root = Path(args.out)
+    tree = DatasetTree(root)
     torch.set_num_threads(args.threads)
     photos = collect_photos(args.photos)
     predictor, weights = build_predictor(args, dist)
@@ -464,13 +453,13 @@ def run(args: argparse.Namespace, dist: Dist) -> int:
     settings = result_settings(predictor, weights_sha256, args)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     if dist.rank == 0:
-        (root / CACHE_DIR).mkdir(parents=True, exist_ok=True)
+        tree.cache.mkdir(parents=True, exist_ok=True)
         _clear_temporaries(root)
         print(f"annotate: {len(photos)} photos -> {root} ({dist.world} process(es); settings {settings})",
               flush=True)
     if dist.world > 1:
         torch.distributed.barrier()
-    shard = annotate_photos(photos[dist.rank::dist.world], predictor, root / CACHE_DIR, digest, args,
+    shard = annotate_photos(photos[dist.rank::dist.world], predictor, tree.cache, digest, args,
                             show_progress=dist.rank == 0)
     shards = _gather(shard, dist)
     status = 0
@@ -504,10 +493,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="the dataset folder to write (WFLW tree + COCO)")
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
                         help=f"face crops per network forward, gathered across photos (default: {DEFAULT_BATCH_SIZE})")
-    parser.add_argument("--min-score", type=number_arg(0, 1), default=DEFAULT_MIN_SCORE, metavar="S",
-                        help=f"smallest MTCNN score a face must have (default: {DEFAULT_MIN_SCORE})")
-    parser.add_argument("--min-size", type=number_arg(0), default=DEFAULT_MIN_SIZE, metavar="PX",
-                        help=f"smallest shorter side of a face box, pixels (default: {DEFAULT_MIN_SIZE})")
+    add_face_filter_arguments(parser, FaceFilter(DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE))
     parser.add_argument("--val-fraction", type=number_arg(0, 1), default=DEFAULT_VAL_FRACTION, metavar="F",
                         help=f"share of the photos with faces held out as the test split (default: "
                              f"{DEFAULT_VAL_FRACTION})")

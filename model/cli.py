@@ -16,10 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 from model.backends import add_backend_argument
+from model.selection import DEFAULT_MAX_FACES, FaceFilter
 
-# Most faces per image that get landmarks (the most confident first). The one default for every
-# entry point; ``model.pipeline.MAX_FACES`` is this value.
-DEFAULT_MAX_FACES = 32
 
 DEVICE_CHOICES = "auto|cpu|cuda|cuda:N"
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -99,6 +97,22 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, flags=MODEL_FLAGS, w
                                 f"warning says when an image has more (default: {DEFAULT_MAX_FACES})")
     if "backend" in flags:
         add_backend_argument(group)
+
+
+def add_face_filter_arguments(parser: argparse.ArgumentParser, defaults: FaceFilter = FaceFilter()) -> None:
+    """Add ``--min-score`` and ``--min-size`` (``model.selection``: which detections get landmarks),
+    with ``defaults``' values (the uploads' by default: every face MTCNN returns)."""
+    group = parser.add_argument_group("faces")
+    group.add_argument("--min-score", type=number_arg(0, 1), default=defaults.min_score, metavar="S",
+                       help="smallest detector score a face must have; real faces score 0.99+, hands and "
+                            f"prints often lower (default: {defaults.min_score:g})")
+    group.add_argument("--min-size", type=number_arg(0), default=defaults.min_size, metavar="PX",
+                       help=f"smallest shorter side of a face box, pixels (default: {defaults.min_size:g})")
+
+
+def face_filter_from_args(args: argparse.Namespace) -> FaceFilter:
+    """The ``FaceFilter`` of parsed ``--min-score``, ``--min-size`` and ``--max-faces``."""
+    return FaceFilter(args.min_score, args.min_size, getattr(args, "max_faces", DEFAULT_MAX_FACES))
 
 
 def output_names(inputs: list[Path]) -> dict[Path, Path]:

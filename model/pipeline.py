@@ -25,23 +25,21 @@ import numpy as np
 import torch
 
 from model.backends import AUTO, FP32, TORCH, TorchBackend, build_backend, check_backend, check_precision, resolve_backend
-from model.cli import DEFAULT_MAX_FACES, device_arg
+from model.cli import device_arg
 from model.codec import DEFAULT_FLIP_CONVENTION, check_flip_convention, decode, flip_error, flip_pair, predict_crops
 from model.constants import CROP_PADDING, INPUT_SIZE, MIN_INPUT_SIZE
 from model.detector import Detections, FaceDetector
 from model.geometry import box_to_crop, crop_matrix, warp_crop
 from model.image import check_image_array
 from model.network import LandmarkRegressor, load_checkpoint
-from model.order import reading_order
 from model.record import Face, detections_record, max_faces_note, to_record
+from model.selection import DEFAULT_MAX_FACES, FaceFilter, select_faces
 
-__all__ = ["MAX_FACES", "Face", "ModelParts", "Predictor", "Runner", "crop_faces", "detections_record",
+__all__ = ["Face", "ModelParts", "Predictor", "Runner", "crop_faces", "detections_record",
            "max_faces_note", "pick_device", "to_record"]
 
 log = logging.getLogger(__name__)
 
-# Faces beyond this many (by detector score) get no landmarks; ``max_faces_note`` says so.
-MAX_FACES = DEFAULT_MAX_FACES
 
 # What runs the network: (N, S, S, 3) uint8 crops -> (N, 98, 2) float32 normalised coordinates.
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -149,7 +147,7 @@ class Predictor:
     def __init__(self, weights: str | os.PathLike | LandmarkRegressor | None = None, *,
                  device: str | torch.device | None = None, flip_test: bool = True,
                  flip_convention: str = DEFAULT_FLIP_CONVENTION, detector: FaceDetector | None = None,
-                 max_faces: int = MAX_FACES, backend: str = AUTO, input_size: int | None = None,
+                 max_faces: int = DEFAULT_MAX_FACES, backend: str = AUTO, input_size: int | None = None,
                  precision: str = FP32, runner: Runner | None = None) -> None:
         _check_max_faces(max_faces)
         if input_size is not None and input_size < MIN_INPUT_SIZE:
@@ -195,7 +193,7 @@ class Predictor:
 
     @classmethod
     def from_parts(cls, parts: ModelParts, *, runner: Runner | None = None, flip_test: bool = True,
-                   flip_convention: str = DEFAULT_FLIP_CONVENTION, max_faces: int = MAX_FACES) -> "Predictor":
+                   flip_convention: str = DEFAULT_FLIP_CONVENTION, max_faces: int = DEFAULT_MAX_FACES) -> "Predictor":
         """A predictor over already loaded ``parts`` (nothing is loaded or built again)."""
         predictor = cls.__new__(cls)
         predictor._configure(parts, runner, flip_test, flip_convention, max_faces)
@@ -292,13 +290,13 @@ class Predictor:
         """All faces MTCNN finds, best first (no landmarks)."""
         return self.detector.detect(image_rgb)
 
-    def faces_from_detections(self, image_rgb: np.ndarray, detections: Detections) -> list[Face]:
-        """Landmarks (and, with flip test, ``flip_error``) for the ``max_faces`` most confident
-        detections, in reading order (``model.order.reading_order``: rows top to bottom, left to
-        right). Fewer faces than detections: ``max_faces_note(len(detections), len(faces))`` says so."""
-        keep = np.argsort(-np.asarray(detections.scores, dtype=np.float64), kind="stable")[: self.max_faces]
-        boxes = np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4)[keep]
-        order = keep[reading_order(boxes)] if len(keep) else keep
+    def faces_from_detections(self, image_rgb: np.ndarray, detections: Detections,
+                              face_filter: FaceFilter | None = None) -> list[Face]:
+        """Landmarks (and, with flip test, ``flip_error``) for the detections ``face_filter`` keeps
+        (``model.selection``; default: this predictor's ``max_faces`` most confident), in reading
+        order (rows top to bottom, left to right)."""
+        face_filter = FaceFilter(max_faces=self.max_faces) if face_filter is None else face_filter
+        order = select_faces(detections, face_filter).indices
         boxes = np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4)[order]
         landmarks, errors = self._boxes_to_landmarks(image_rgb, boxes)
         if errors is None:

@@ -30,6 +30,7 @@ from model.detector import DEFAULT_THRESHOLDS
 from model.geometry import apply_affine, box_to_crop, match_boxes
 from model.image import check_image_array
 from model.pipeline import Face, Predictor
+from model.selection import FaceFilter, select_faces
 
 # Run the detector on every 10th frame: at 15 frames/s a face entering the picture is found within
 # about 0.7 s, and the detector's cost (about one network forward on 640x480) is spread thin.
@@ -147,20 +148,24 @@ class FaceTracker:
     """Follow faces across frames of one video stream (see the module docstring).
 
     Args:
-        predictor: runs the detector and the network (its ``flip_test`` and ``max_faces`` apply).
+        predictor: runs the detector and the network (its ``flip_test`` applies).
+        face_filter: which detections become tracks (``model.selection``; default: the
+            predictor's ``max_faces`` most confident).
         redetect_every: run the detector on every K-th frame (K >= 1; 1 = detect on every frame).
         keyframe_every: run the network at least every K-th frame (1 = every frame, no flow).
         min_face_score: O-net face probability below which a tracked face is dropped.
     """
 
     def __init__(self, predictor: Predictor, redetect_every: int = DEFAULT_REDETECT_EVERY,
-                 keyframe_every: int = DEFAULT_KEYFRAME_EVERY, min_face_score: float = MIN_FACE_SCORE) -> None:
+                 keyframe_every: int = DEFAULT_KEYFRAME_EVERY, min_face_score: float = MIN_FACE_SCORE,
+                 face_filter: FaceFilter | None = None) -> None:
         for name, value in (("redetect_every", redetect_every), ("keyframe_every", keyframe_every)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not 0.0 <= min_face_score < 1.0:
             raise ValueError(f"min_face_score must be in [0, 1), got {min_face_score!r}")
         self.predictor = predictor
+        self.face_filter = FaceFilter(max_faces=predictor.max_faces) if face_filter is None else face_filter
         self.redetect_every = int(redetect_every)
         self.keyframe_every = int(keyframe_every)
         self.min_face_score = float(min_face_score)
@@ -212,8 +217,8 @@ class FaceTracker:
 
     def _detect(self, frame: np.ndarray, gray: np.ndarray) -> list[Track]:
         detections = self.predictor.detect(frame)
-        boxes = detections.boxes[: self.predictor.max_faces]
-        scores = detections.scores[: self.predictor.max_faces]
+        keep = select_faces(detections, self.face_filter).indices
+        boxes, scores = detections.boxes[keep], detections.scores[keep]
         # The tracks carried to this frame first, so that a detection is compared with where the
         # face is now, not where it was.
         old = [self._move(t, gray)[0] for t in self.tracks] if self._prev_gray is not None else []

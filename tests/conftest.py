@@ -94,11 +94,21 @@ def mean_shape_checkpoint(tmp_path_factory, shared_data) -> Path:
 
 
 @pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """32 train and 8 test drawn faces, 64 x 64 images (seeded): the tree the training and format tests use."""
+    from training.synthetic import write_synthetic_wflw
+
+    root = tmp_path_factory.mktemp("synthetic_wflw")
+    write_synthetic_wflw(root, num_train=32, num_test=8, size=64, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
 def small_wflw_root(tmp_path_factory, shared_data) -> Path:
     """A WFLW-layout tree: 6 synthetic test faces plus the 4 real mmpose WFLW faces (test list)."""
     from model.geometry import landmark_box
     from training.synthetic import write_synthetic_wflw
-    from training.wflw import Sample, WFLWTree, load_wflw_json, load_wflw_txt, write_wflw_txt
+    from model.formats.wflw import Sample, WFLWTree, load_wflw_json, load_wflw_txt, write_wflw_txt
 
     root = tmp_path_factory.mktemp("wflw")
     write_synthetic_wflw(root, num_train=1, num_test=6, size=256, seed=3)

@@ -81,7 +81,7 @@ def mean_wflw_shape(subset_dir: Path) -> np.ndarray:
     from model.codec import encode
     from model.constants import INPUT_SIZE
     from model.geometry import apply_affine, box_to_crop, crop_matrix, landmark_box
-    from training.wflw import load_wflw_txt
+    from model.formats.wflw import load_wflw_txt
 
     faces = {}
     for path in sorted(Path(subset_dir).glob("list_98pt_test_*.txt")):

@@ -8,7 +8,7 @@ from training.loss import SoftWingLoss
 from training.metrics import (ced_curve, ced_figure, format_table, fr_auc, landmark_figure, nme,
                               per_landmark_error, subset_table, summarize)
 from training.dataset import WFLWDataset
-from training.wflw import (Sample, WFLWTree, crop_box, find_wflw_root, format_wflw_line,
+from model.formats.wflw import (Sample, WFLWTree, crop_box, find_wflw_root, format_wflw_line,
                            load_test_split, load_wflw_json, load_wflw_txt, mmpose_box, parse_wflw_line,
                            resolve_image, write_wflw_txt)
 

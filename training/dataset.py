@@ -1,4 +1,4 @@
-"""The torch ``Dataset`` of WFLW face crops with regression targets (the file formats are ``training.wflw``)."""
+"""The torch ``Dataset`` of WFLW face crops with regression targets (the file formats are ``model.formats.wflw``)."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ from model.constants import CROP_PADDING, INPUT_SIZE, MIN_INPUT_SIZE
 from model.geometry import box_to_crop, warp_crop
 from model.image import read_image
 from training.augment import AugmentParams, crop_points, draw_crop
-from training.wflw import BOX_MODES, Sample, crop_box, resolve_image
+from model.formats.wflw import BOX_MODES, Sample, crop_box, resolve_image
 
 # Decoded images a WFLWDataset keeps per process (LRU), in bytes.
 DECODED_CACHE_BYTES = 512 * 2**20

@@ -11,7 +11,7 @@ gathered across images into forward passes of ``--batch-size`` faces, and scored
 and prints the WFLW table (full set and the six attribute subsets).
 
 Boxes: ``landmarks`` = mmpose's test boxes, rebuilt from the ground-truth landmarks
-(``training.wflw.mmpose_box``; how the published 4.44 was measured), ``rect`` = the WFLW detection
+(``model.formats.wflw.mmpose_box``; how the published 4.44 was measured), ``rect`` = the WFLW detection
 rectangle, ``detector`` = the MTCNN box that overlaps the rectangle most (faces it misses fall back
 to the rectangle and are counted).
 
@@ -48,7 +48,7 @@ from model.network import LandmarkRegressor, load_checkpoint, normalize
 from model.pipeline import Predictor, crop_faces
 from model.weights import file_sha256
 from training.metrics import ced_figure, format_table, nme, subset_table, summarize
-from training.wflw import BOX_MODES, Sample, crop_box, find_wflw_root, load_test_split, read_json, resolve_image
+from model.formats.wflw import BOX_MODES, Sample, crop_box, find_wflw_root, load_test_split, read_json, resolve_image
 
 BOX_CHOICES = (*BOX_MODES, "detector")
 
@@ -422,7 +422,7 @@ def evaluate_checkpoint(wflw_root: str | os.PathLike, weights: str | os.PathLike
     """Evaluate ``weights`` on the WFLW test set; write metrics.json, predictions.json and ced.png.
 
     Args:
-        wflw_root: the standard WFLW tree (``training.wflw.find_wflw_root``).
+        wflw_root: the standard WFLW tree (``model.formats.wflw.find_wflw_root``).
         weights: a checkpoint file (project or mmpose); a project checkpoint's ``config.input_size``
             sets the crop size.
         out: folder for the three files (created).

@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 from model.weights import download
-from training.wflw import ANNOTATIONS_DIR, IMAGES_DIR, RAW_LISTS_DIR, SPLITS, WFLWTree, load_wflw_txt, resolve_image
+from model.formats.wflw import ANNOTATIONS_DIR, IMAGES_DIR, RAW_LISTS_DIR, SPLITS, WFLWTree, load_wflw_txt, resolve_image
 
 # Where WFLW comes from (research use); the app imports these names rather than retyping them.
 PROJECT_PAGE = "https://wywu.github.io/projects/LAB/WFLW.html"

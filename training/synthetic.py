@@ -27,7 +27,7 @@ import numpy as np
 from model.constants import INPUT_SIZE
 from model.geometry import landmark_box
 from model.layout import ATTRIBUTES, FLIP_INDICES, NUM_LANDMARKS, REGIONS
-from training.wflw import SPLITS, Sample, WFLWTree, write_wflw_txt
+from model.formats.wflw import SPLITS, Sample, WFLWTree, write_wflw_txt
 
 IMAGE_FOLDER = "0--Synthetic"
 SUBPIXEL_BITS = 4  # cv2 drawing with fixed-point coordinates (1/16 px)

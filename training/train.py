@@ -57,7 +57,7 @@ from training.layers import BN_GROUP, use_ghost_batchnorm
 from training.loss import SoftWingLoss
 from training.metrics import nme, subset_table, summarize
 from training.recipes import DEFAULT_RECIPE, RECIPES, Recipe, get_recipe, init_head, warmup_factor
-from training.wflw import BOX_MODES, attribute_matrix, find_wflw_root, load_wflw_txt
+from model.formats.wflw import BOX_MODES, attribute_matrix, find_wflw_root, load_wflw_txt
 
 LOG_NAME = "log.txt"
 # Micro-batches each loader worker prepares ahead.

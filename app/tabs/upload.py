@@ -15,13 +15,13 @@ def _inputs() -> dict:
     h = {"image": gr.File(label="Image", file_types=["image"], type="filepath", height=120, elem_id="upload-image"),
          "run": gr.Button("Find landmarks", variant="primary", elem_id="upload-run")}
     with gr.Row():
-        h["min_score"] = gr.Number(value=upload.MIN_SCORE, minimum=0, maximum=1, step=upload.MIN_SCORE_STEP,
+        h["min_score"] = gr.Number(value=upload.DEFAULT_MIN_SCORE, minimum=0, maximum=1, step=upload.MIN_SCORE_STEP,
                                    label="Minimum face score", min_width=120, elem_id="upload-min-score",
-                                   info=f"MTCNN's own: {upload.MIN_SCORE:g}; steps of {upload.MIN_SCORE_STEP:g} "
+                                   info=f"MTCNN's own: {upload.DEFAULT_MIN_SCORE:g}; steps of {upload.MIN_SCORE_STEP:g} "
                                         "(faces often score 0.999+, a hand or a print 0.99)")
-        h["min_size"] = gr.Number(value=upload.MIN_FACE_SIZE, minimum=0, precision=0, label="Minimum face size (px)",
+        h["min_size"] = gr.Number(value=upload.DEFAULT_MIN_SIZE, minimum=0, precision=0, label="Minimum face size (px)",
                                   min_width=120, elem_id="upload-min-size",
-                                  info=f"MTCNN's own: {upload.MIN_FACE_SIZE}; shorter box side")
+                                  info=f"MTCNN's own: {upload.DEFAULT_MIN_SIZE:g}; shorter box side")
     return h
 
 

@@ -21,7 +21,7 @@ from model.image import read_image
 from model.layout import EYE_CORNERS, NUM_LANDMARKS
 from training import metrics
 from training.evaluate import write_predictions
-from training.wflw import Sample, WFLWTree, format_wflw_line, load_wflw_json, load_wflw_txt
+from model.formats.wflw import Sample, WFLWTree, format_wflw_line, load_wflw_json, load_wflw_txt
 
 # NME fraction given to each face of the small tree (6 synthetic + 4 real faces), in test-list order.
 TARGET_NME = [0.021, 0.094, 0.052, 0.137, 0.008, 0.071, 0.115, 0.033, 0.066, 0.047]

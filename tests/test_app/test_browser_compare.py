@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from training import metrics
 from training.evaluate import write_predictions
-from training.wflw import WFLWTree, load_wflw_txt
+from model.formats.wflw import WFLWTree, load_wflw_txt
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 120_000

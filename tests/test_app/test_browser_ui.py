@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from model.image import read_image
 from model.pipeline import Predictor
 from training import metrics
-from training.wflw import WFLWTree, crop_box, load_wflw_txt, resolve_image
+from model.formats.wflw import WFLWTree, crop_box, load_wflw_txt, resolve_image
 
 pytestmark = pytest.mark.browser
 VIEWPORT = {"width": 1280, "height": 800}  # the size the screenshots are judged at

@@ -1,6 +1,6 @@
 """The app on a dataset of one's own photos: python -m model.annotate on real photos, opened by the
 app's data layer, ranked without ground truth, one point correction and verdicts stored through the
-Review tab's callbacks, exported in both layouts and read back (training.wflw and pycocotools); a
+Review tab's callbacks, exported in both layouts and read back (model.formats.wflw and pycocotools); a
 one-epoch fine-tune on the export and the Compare view; the Review tab in chromium."""
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from app import browser, compare, review
 from app.context import AppContext
 from app.review_store import ReviewStore
 from app.wflw_data import WFLWTestSet
-from model.annotate import COCO_FILE
-from model.coco import read_coco
+from model.formats.dataset import COCO_FILE
+from model.formats.coco import read_coco
 from tests.helpers import REPO, mean_wflw_shape, save_small_checkpoint
-from training.wflw import WFLWTree, load_wflw_txt
+from model.formats.wflw import WFLWTree, load_wflw_txt
 
 GROUP = "wider-samples/12--Group"
 GROUP_PHOTOS = ("12_Group_Group_12_Group_Group_12_10.jpg", "12_Group_Group_12_Group_Group_12_2.jpg")

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from training.evaluate import write_predictions
-from training.wflw import WFLWTree, load_wflw_txt
+from model.formats.wflw import WFLWTree, load_wflw_txt
 
 pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app.review_store import LEGACY_REVIEWER, SCHEMA_VERSION, VERDICTS, ReviewStore, apply_corrections, face_key
-from training.wflw import Sample, load_wflw_txt, write_wflw_txt
+from model.formats.wflw import Sample, load_wflw_txt, write_wflw_txt
 
 
 def _samples() -> list[Sample]:

@@ -126,17 +126,6 @@ def test_detector_only_mode_shows_boxes_scores_crops_and_table(shared_data):
     assert "**2 face(s)**" in summary and "1 detection below score 0.995 left out" in summary
 
 
-def test_threshold_note_counts_what_each_threshold_left_out():
-    from model.detector import Detections
-
-    boxes = np.array([[0, 0, 100, 100], [0, 0, 30, 30], [0, 0, 50, 50], [0, 0, 10, 10]], np.float32)
-    found = Detections(boxes, np.array([0.9999, 0.999, 0.99, 0.98], np.float32), np.zeros((4, 5, 2), np.float32))
-    assert upload.threshold_note(found, 0.995, 40) == ("2 detections below score 0.995 and 1 detection smaller "
-                                                       "than 40 px left out")
-    assert upload.threshold_note(found, upload.MIN_SCORE, upload.MIN_FACE_SIZE) is None
-    assert len(upload.filter_detections(found, 0.995, 40)) == 1
-
-
 def test_minimum_score_and_size_drop_faces(predictor, shared_data):
     ctx = AppContext(predictor=predictor, detector=predictor.detector)
     photo = str(shared_data / GROUP)
@@ -147,7 +136,7 @@ def test_minimum_score_and_size_drop_faces(predictor, shared_data):
     assert len(strict["faces"]) == len(scores) - 1
     _, _, large = upload.predict(ctx, photo, min_size=float(sides[-1]) - 0.01)
     assert len(large["faces"]) == 1
-    with pytest.raises(gr.Error, match="Minimum score must be between 0 and 1, got 1.5"):
+    with pytest.raises(gr.Error, match="Minimum face score must be between 0 and 1, got 1.5"):
         upload.predict(ctx, photo, min_score=1.5)
 
 

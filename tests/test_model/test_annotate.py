@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
-from model.annotate import CACHE_DIR, COCO_68_FILE, COCO_FILE, REPORT_FILE, collect_photos, keep_faces, split_test
-from model.coco import read_coco
-from model.detector import Detections
+from model.annotate import collect_photos, split_test
+from model.formats.dataset import CACHE_DIR, COCO_68_FILE, COCO_FILE, REPORT_FILE
+from model.formats.coco import read_coco
 from model.layout import to_68
 from tests.helpers import REPO, constant_regressor, mean_wflw_shape
-from training.wflw import IMAGES_DIR, find_wflw_root, load_wflw_txt
+from model.formats.wflw import IMAGES_DIR, find_wflw_root, load_wflw_txt
 
 GROUP = "wider-samples/12--Group"
 GROUP_PHOTOS = ("12_Group_Group_12_Group_Group_12_10.jpg", "12_Group_Group_12_Group_Group_12_12.jpg",
@@ -203,19 +203,3 @@ def test_split_by_image_is_seeded_and_keeps_both_sides():
     assert len(split_test(names[:2], 0.9, seed=5)) == 1   # ...and one kept for training
     assert split_test(names[:1], 0.1, seed=0) == set()   # a lone photo trains
     assert {frozenset(split_test(names, 0.3, seed=s)) for s in range(5)} != {frozenset(split_test(names, 0.3, 0))}
-
-
-def test_keep_faces_filters_caps_and_orders_by_hand():
-    boxes = np.array([[0, 0, 50, 50],       # A .95
-                      [100, 0, 150, 50],    # B .99
-                      [0, 100, 20, 120],    # C .99 but 20 px: too small
-                      [0, 200, 60, 260],    # D .80: too unsure
-                      [60, 5, 110, 55]],    # E .97
-                     np.float32)
-    detections = Detections(boxes, np.array([0.95, 0.99, 0.99, 0.80, 0.97], np.float32), np.zeros((5, 5, 2), np.float32))
-    kept, scores, warning = keep_faces(detections, min_score=0.9, min_size=32, max_faces=2)
-    np.testing.assert_array_equal(kept, boxes[[4, 1]])   # B and E, the two most confident, left to right
-    np.testing.assert_allclose(scores, [0.97, 0.99])
-    assert warning == "3 faces found; landmarks for the 2 most confident (--max-faces)"
-    kept, _, warning = keep_faces(detections, min_score=0.9, min_size=32, max_faces=32)
-    np.testing.assert_array_equal(kept, boxes[[0, 4, 1]]) and warning is None

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from model.cli import (DEFAULT_MAX_FACES, BatchOutputs, add_model_arguments, device_arg, number_arg,
+from model.selection import DEFAULT_MAX_FACES
+from model.cli import (BatchOutputs, add_model_arguments, device_arg, number_arg,
                        output_names, positive_int)
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from app.__main__ import MAX_FILE_SIZE as MAX_FILE_SIZE_TEXT
 from tests.helpers import REPO
-from training.wflw import WFLWTree
+from model.formats.wflw import WFLWTree
 
 ASSET = REPO / "assets" / "astronaut.png"
 # The app's limit ("25mb"), in bytes as the server parses it (gradio's own parser).

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from training.wflw import load_wflw_json, load_wflw_txt, resolve_image
+from model.formats.wflw import load_wflw_json, load_wflw_txt, resolve_image
 
 
 def _raw_line(path="0--Parade/a.jpg") -> list[str]:

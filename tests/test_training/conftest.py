@@ -1,5 +1,5 @@
-"""Fixtures of the training tests: small synthetic WFLW trees and the learning runs
-(``shared_data`` and ``random_checkpoint`` come from tests/conftest.py)."""
+"""Fixtures of the training tests: the learning runs (``shared_data``, ``random_checkpoint`` and the
+synthetic tree ``synthetic_root`` come from tests/conftest.py)."""
 from __future__ import annotations
 
 import time
@@ -12,7 +12,7 @@ import torch
 from training.dataset import WFLWDataset
 from training.metrics import nme
 from training.synthetic import write_synthetic_wflw
-from training.wflw import find_wflw_root, load_wflw_txt
+from model.formats.wflw import find_wflw_root, load_wflw_txt
 
 # The learning proof's drawn faces: 64 x 64 images, written once per session.
 LEARNING_FACES = dict(num_train=256, num_test=64, size=64, seed=0)
@@ -37,14 +37,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory) -> Path:
-    """32 train and 8 test drawn faces, 64 x 64 images (seeded): the tree the training tests use."""
-    root = tmp_path_factory.mktemp("synthetic_wflw")
-    write_synthetic_wflw(root, num_train=32, num_test=8, size=64, seed=0)
-    return root
 
 
 def make_tiny_config(root: Path, work_dir: Path, **overrides):

@@ -11,7 +11,7 @@ from training.augment import AugmentParams
 from training.dataset import WFLWDataset
 from training.recipes import RECIPES
 from training.train import build_loaders
-from training.wflw import Sample, find_wflw_root, load_wflw_txt
+from model.formats.wflw import Sample, find_wflw_root, load_wflw_txt
 
 
 def test_dataset_items(synthetic_root):

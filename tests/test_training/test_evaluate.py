@@ -10,7 +10,7 @@ from model.weights import file_sha256
 from training.evaluate import (PREDICTIONS_META_KEYS, EvaluationCancelled, evaluate_checkpoint, evaluate_samples,
                                main, predict_samples, prediction_meta, read_predictions,
                                read_predictions_meta, resolve_flip_convention, write_predictions)
-from training.wflw import find_wflw_root, load_test_split
+from model.formats.wflw import find_wflw_root, load_test_split
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_predict_samples_progress_and_cancel(learning_run, test_split):
     np.testing.assert_allclose(again, pred, atol=1e-3)  # fp32 convolutions differ by batch size at ~1e-6
     # the same predictions face by face through predict_boxes (row order = sample order)
     from model.image import read_image
-    from training.wflw import crop_box, resolve_image
+    from model.formats.wflw import crop_box, resolve_image
     s = samples[5]
     one = predictor.predict_boxes(read_image(resolve_image(tree.images, s.image)), crop_box(s, "landmarks")[None])
     np.testing.assert_allclose(pred[5], one[0], atol=1e-4)
@@ -200,7 +200,7 @@ def test_faces_of_many_images_share_a_forward_pass(random_regressor, four_faces_
     assert rows == passes
     # the same points as one predict_boxes call per image (the app's path), row for row
     from model.image import read_image
-    from training.wflw import resolve_image
+    from model.formats.wflw import resolve_image
     for first in (0, 2):
         image = read_image(resolve_image(tree.images, faces[first].image))
         alone = predictor.predict_boxes(image, np.stack([faces[first].box, faces[first + 1].box]))
@@ -211,7 +211,7 @@ def test_batched_nme_equals_the_per_image_path(learning_run, test_split):
     """fp32 NME of the batched evaluation = NME of one predict_boxes call per face."""
     from model.image import read_image
     from training.metrics import nme
-    from training.wflw import crop_box, resolve_image
+    from model.formats.wflw import crop_box, resolve_image
 
     cfg = learning_run["cfg"]
     tree, samples = test_split

@@ -10,7 +10,7 @@ from training.dataset import WFLWDataset
 from training.gpu_data import GPUBatches, GPUFaceBank
 from training.recipes import RECIPES
 from training.train import build_loaders
-from training.wflw import find_wflw_root, load_wflw_txt
+from model.formats.wflw import find_wflw_root, load_wflw_txt
 
 
 @pytest.mark.parametrize("recipe", ["mmpose-0.x", "mmpose-1.x"])

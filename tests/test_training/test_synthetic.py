@@ -3,7 +3,7 @@ import numpy as np
 from model.image import read_image
 from model.layout import ATTRIBUTES, FLIP_INDICES, NUM_LANDMARKS
 from training.synthetic import face_template, main, write_synthetic_wflw
-from training.wflw import find_wflw_root, load_wflw_txt
+from model.formats.wflw import find_wflw_root, load_wflw_txt
 
 
 def test_template_is_mirror_symmetric():

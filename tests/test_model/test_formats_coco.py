@@ -1,11 +1,11 @@
-"""model.coco: COCO keypoints documents written from JSON records, read back, and by pycocotools."""
+"""model.formats.coco: COCO keypoints documents written from JSON records, read back, and by pycocotools."""
 import json
 
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from model.coco import category, check_scheme, keypoint_names, read_coco, skeleton, to_coco, write_coco
+from model.formats.coco import category, check_scheme, keypoint_names, read_coco, skeleton, to_coco, write_coco
 
 
 def _record(name="a/b.jpg", faces=1, source=None):

@@ -6,7 +6,7 @@ import pytest
 from model.constants import CROP_PADDING
 from model.geometry import box_to_crop, landmark_box
 from model.layout import ATTRIBUTES, NUM_LANDMARKS
-from training.wflw import (RAW_FIELDS, SUBSET_FIELDS, Sample, crop_box, find_wflw_root,
+from model.formats.wflw import (RAW_FIELDS, SUBSET_FIELDS, Sample, crop_box, find_wflw_root,
                            format_wflw_line, load_test_split, load_wflw_json, load_wflw_txt, parse_wflw_line,
                            resolve_image, subset_flags, write_wflw_txt)
 
@@ -182,3 +182,25 @@ def test_subset_lists_match_flags(synthetic_root):
     test = load_wflw_txt(tree.annotations("test"))
     lists = {name: load_wflw_txt(tree.subset_list(name)) for name in ATTRIBUTES}
     np.testing.assert_array_equal(subset_flags(test, lists), np.array([s.attributes for s in test]))
+
+
+def test_training_wflw_names_the_same_objects():
+    """SPEC section 6: ``training.wflw`` keeps exporting the format's names; they are the model's own."""
+    import model.formats.wflw as formats
+    import training.wflw as training_wflw
+
+    for name in ("Sample", "load_wflw_txt", "load_wflw_json", "parse_wflw_line", "crop_box", "find_wflw_root",
+                 "write_wflw_txt"):
+        assert getattr(training_wflw, name) is getattr(formats, name), name
+
+
+def test_own_dataset_tree_paths(tmp_path):
+    from model.formats.dataset import DatasetTree
+
+    tree = DatasetTree(tmp_path)
+    assert (tree.coco, tree.coco_68, tree.report, tree.cache) == (
+        tmp_path / "annotations.json", tmp_path / "annotations_68.json", tmp_path / "annotate_report.json",
+        tmp_path / ".annotate")
+    assert tree.images == tmp_path / "WFLW_images" and not tree.is_own_dataset()
+    tree.coco.write_text("{}")
+    assert tree.is_own_dataset()
