@@ -23,13 +23,6 @@ from pathlib import Path  # noqa: E402
 
 from model.cli import add_model_arguments  # noqa: E402
 
-# Uploads larger than this are refused by the server before any callback runs.
-MAX_FILE_SIZE = "25mb"
-# Requests waiting in the queue beyond this many are turned away ("queue full").
-QUEUE_MAX_SIZE = 32
-# Listeners that do not run the network (filters, review actions) may run this many at once.
-DEFAULT_CONCURRENCY = 4
-
 log = logging.getLogger("app")
 
 
@@ -98,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a service manager, `kill`) exits through sys.exit, so the atexit clean-up runs
     # (AppContext.close: the engine stops and the download folder is removed) as on Ctrl+C.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    from app import serving
     from app.review_store import ReviewStore
     from app.ui import ASSETS, build_demo
 
@@ -110,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     allowed = [str(ASSETS), str(demo.app_context.output_dir)]
     if testset is not None:
         allowed.append(str(testset.tree.images))
-    demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE,
+    demo.queue(default_concurrency_limit=serving.GRADIO_CONCURRENCY, max_size=serving.GRADIO_QUEUE_SIZE)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=serving.MAX_FILE_SIZE,
                 allowed_paths=allowed, show_error=True, share=False)
     return 0
 

@@ -27,20 +27,11 @@ from pathlib import Path
 from app import serving
 from model.detector import FaceDetector
 from model.engine import InferenceEngine
+from model.io import process_alive
 from model.pipeline import Predictor
 
 OUTPUT_PREFIX = "landmark-studio-"
 _OUTPUT_NAME = re.compile(rf"^{OUTPUT_PREFIX}(\d+)-")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def remove_stale_output_dirs(parent: str | os.PathLike | None = None) -> list[Path]:
@@ -49,7 +40,7 @@ def remove_stale_output_dirs(parent: str | os.PathLike | None = None) -> list[Pa
     removed = []
     for path in Path(parent or tempfile.gettempdir()).glob(f"{OUTPUT_PREFIX}*"):
         match = _OUTPUT_NAME.match(path.name)
-        if match and path.is_dir() and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+        if match and path.is_dir() and int(match.group(1)) != os.getpid() and not process_alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

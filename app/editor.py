@@ -27,8 +27,7 @@ import gradio as gr
 import numpy as np
 
 from app.review_store import check_landmark_index
-from app.wflw_faces import LEGEND
-from model.draw import ERROR_COLOR, GT_COLOR
+from model.draw import ERROR_COLOR, GT_COLOR, legend_words
 from model.layout import POINT_REGION, REGION_COLORS
 
 ELEM_ID = "review-editor"
@@ -55,7 +54,7 @@ def point_editor(verdicts: tuple[str, ...]) -> gr.HTML:
     """The editor component (custom events ``move`` and ``unmove``), with no face open."""
     return gr.HTML(None, html_template=HTML_TEMPLATE, css_template=EDITOR_CSS.read_text(encoding="utf-8"),
                    js_on_load=EDITOR_JS.read_text(encoding="utf-8"), elem_id=ELEM_ID, verdicts=list(verdicts),
-                   verdict_id=VERDICT_ELEM_ID, hotkeys=HOTKEY_TARGETS, colors=editor_colors(), legend=LEGEND)
+                   verdict_id=VERDICT_ELEM_ID, hotkeys=HOTKEY_TARGETS, colors=editor_colors(), legend=legend_words())
 
 
 def _data_uri(image_rgb: np.ndarray) -> str:

@@ -1,7 +1,8 @@
-"""Serving policy: which callers share the inference engine, in which priority class, with which slot.
+"""Serving policy, in one place: the engine's classes and limits, Gradio's queue, the listeners'
+concurrency groups and the upload size limit.
 
 The mechanism (batching worker, weighted round robin of classes, latest-wins slots) is
-``model.engine``; what the app asks of it is decided here, in one place:
+``model.engine`` with its own defaults; what the app asks of it is decided here:
 
 - ``STILLS``: uploads and the ``/predict`` API (flip test on). A person is waiting for one answer.
 - ``LIVE``: the webcam stream (one latest-wins slot per browser session: a frame that a newer one
@@ -12,27 +13,62 @@ The mechanism (batching worker, weighted round robin of classes, latest-wins slo
 
 Weights: stills and live lead the same number of forwards (each waits at most about one forward
 of the other), the batch class leads one in five. Every forward also takes whatever else is
-waiting, up to ``MAX_BATCH`` crops, so the weights matter only when the engine is saturated.
+waiting, up to ``ENGINE_CROPS_PER_FORWARD`` crops, so the weights matter only when the engine is
+saturated.
+
+Gradio's side: its queue holds at most ``GRADIO_QUEUE_SIZE`` events; listeners join concurrency
+groups (``concurrency``): the still-image listeners that detect and run the network share
+``NETWORK``, the webcam, video, WFLW computation and review edits have their own, so an upload never
+waits for them to end; other listeners run ``GRADIO_CONCURRENCY`` at a time.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from model.engine import InferenceEngine
 from model.pipeline import Predictor
 
+# The engine: priority classes and their weights in the round robin.
 STILLS, LIVE, BATCH = "stills", "live", "batch"
 PRIORITY_WEIGHTS = {STILLS: 2, LIVE: 2, BATCH: 1}
-# Requests waiting in all classes; a burst beyond this gets a "try again" error at once.
-MAX_QUEUE = 64
-# Crops per forward: 16 faces with flip test, or 32 tracked faces.
-MAX_BATCH = 32
+# Engine requests waiting in all classes; a burst beyond this gets a "try again" error at once.
+ENGINE_QUEUED_REQUESTS = 64
+# Crops per engine forward: 16 faces with flip test, or 32 tracked faces.
+ENGINE_CROPS_PER_FORWARD = 32
 # Seconds a caller waits for its forward (queue wait included).
-REQUEST_TIMEOUT_S = 60.0
+ENGINE_TIMEOUT_S = 60.0
+
+# Gradio: events waiting in its queue beyond this many are turned away ("queue full").
+GRADIO_QUEUE_SIZE = 32
+# Listeners outside the groups below (filters, drawing) may run this many at once.
+GRADIO_CONCURRENCY = 4
+# Uploads larger than this are refused by the server before any callback runs.
+MAX_FILE_SIZE = "25mb"
+
+
+class Group(NamedTuple):
+    """A Gradio concurrency group: its listeners run at most ``limit`` events at once, together."""
+
+    id: str
+    limit: int
+
+
+NETWORK = Group("network", 1)          # uploads and /predict: detector + network on a still image
+WEBCAM = Group("webcam", 4)            # live streams (each session's frames are latest-wins anyway)
+VIDEO = Group("video", 1)              # video jobs
+WFLW_COMPUTE = Group("wflw-compute", 1)  # the WFLW browser's "Compute predictions"
+REVIEW_EDITS = Group("review-edits", 1)  # verdicts and point fixes: one write at a time
+
+
+def concurrency(group: Group) -> dict:
+    """Listener keywords that put a listener in ``group``."""
+    return dict(concurrency_id=group.id, concurrency_limit=group.limit)
 
 
 def start_engine(predictor: Predictor) -> InferenceEngine:
     """One engine running ``predictor``'s own network, with the app's classes; stop it when done."""
-    return InferenceEngine(predictor.runner, priorities=PRIORITY_WEIGHTS, max_queue=MAX_QUEUE,
-                           max_batch=MAX_BATCH, timeout_s=REQUEST_TIMEOUT_S)
+    return InferenceEngine(predictor.runner, priorities=PRIORITY_WEIGHTS, max_queue=ENGINE_QUEUED_REQUESTS,
+                           max_batch=ENGINE_CROPS_PER_FORWARD, timeout_s=ENGINE_TIMEOUT_S)
 
 
 def stills_view(predictor: Predictor, engine: InferenceEngine) -> Predictor:

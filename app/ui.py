@@ -6,8 +6,7 @@ components, wires its own events and returns only the handles a later tab needs.
 ``app.upload``, ``app.webcam``, ``app.video``, ``app.browser`` (with ``app.compare`` and
 ``app.stored_predictions``) and ``app.review``; each takes the context as first argument, bound with
 ``app.tabs.bind``. Every network forward goes through the one inference engine (``app.context``);
-still-image listeners share the concurrency group ``NETWORK``, the webcam stream, video jobs and
-the browser's batch computation have their own, so an upload never waits for them to end.
+the listeners' concurrency groups and every serving limit are ``app.serving``'s.
 """
 from __future__ import annotations
 
@@ -19,7 +18,6 @@ import gradio as gr
 
 from app import stored_predictions
 from app.context import AppContext
-from app.tabs import NETWORK, bind  # noqa: F401  (re-exported: the page's wiring vocabulary)
 from app.tabs import browser as browser_tab
 from app.tabs import review as review_tab
 from app.tabs import upload as upload_tab

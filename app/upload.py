@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 
 from app.context import AppContext
-from app.wflw_faces import LEGEND_TEXT
 from model.detector import Detections
-from model.draw import SCORE_DECIMALS, draw_detections, draw_faces, draw_on_crops
+from model.draw import LEGEND_TEXT, SCORE_DECIMALS, draw_detections, draw_faces, draw_on_crops
 from model.geometry import landmark_box, match_boxes
 from model.image import ImageError, read_image
 from model.layout import NUM_LANDMARKS, NUM_LANDMARKS_68

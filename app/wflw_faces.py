@@ -21,12 +21,6 @@ from model.layout import ATTRIBUTES
 from model.pipeline import crop_faces
 from model.formats.wflw import resolve_image
 
-# The one legend of every view (upload, browser, comparison, editor), in the words the UI shows. The
-# colour names describe model.draw's GT_COLOR, the region colours and ERROR_COLOR.
-LEGEND = {"gt": "ground truth (green rings)", "pred": "prediction (dots in region colours)",
-          "error": "error (magenta lines)"}
-LEGEND_TEXT = " · ".join(LEGEND.values())
-
 VIEW_SIZE = 512
 # The face view shows this much context around the landmarks (crop side / landmark extent).
 VIEW_PADDING = 1.6

@@ -508,7 +508,6 @@ def speed_table(args, model, eager, detector, calibration) -> None:
 
 def print_live_accuracy(live, r: int, k: int) -> None:
     """Live video accuracy (tracked vs network points, jitter on a still photo) and the smoothing figures."""
-    live = Predictor(weights=model, device="cpu", flip_test=False, detector=detector)
     acc = live_accuracy(live, MOTION_PERIOD, r, k)
     print()
     print(f"# live video, backend {live.backend_name}, no flip; % of the inter-ocular distance (IOD), lenna's "

@@ -26,13 +26,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from model.cli import device_arg
-from model.codec import decode
 from model.image import read_image
-from model.pipeline import Face, Predictor, crop_faces, pick_device
+from model.pipeline import Predictor, pick_device
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -114,13 +112,9 @@ def upload_stages(predictor: Predictor, encoded: bytes, clock: _NetClock) -> dic
     detections, detect_ms = _timed(lambda: predictor.detect(image), device)
     ms.update(clock.ms)
     ms["MTCNN rest"] = detect_ms - sum(clock.ms.values())
-    boxes = detections.boxes[: predictor.max_faces]
-    (crops, matrices), ms["crops"] = _timed(lambda: crop_faces(image, boxes, predictor.input_size), device)
-    (coords, errors), ms["network"] = _timed(lambda: predictor.predict_crops_with_flip_error(crops), device)
-    points, ms["points"] = _timed(lambda: decode(coords, matrices, predictor.input_size), device)
-    errors = [None] * len(boxes) if errors is None else errors
-    faces = [Face(b, s, p, None if e is None or not np.isfinite(e) else float(e))
-             for b, s, p, e in zip(boxes, detections.scores, points, errors)]
+    stages: dict[str, float] = {}  # crops, network (flip test included), points back to the image
+    faces = predictor.faces_from_detections(image, detections, timings=stages)
+    ms.update(stages)
     _, ms["draw"] = _timed(lambda: draw_faces(image, faces), device)
     ms["faces"] = len(faces)
     return ms

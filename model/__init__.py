@@ -13,7 +13,7 @@ from model.image import ImageError, read_image
 from model.io import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text
 from model.layout import EYE_CORNERS, FLIP_INDICES, NUM_LANDMARKS, REGIONS
 from model.network import (
-    CheckpointError, LandmarkRegressor, checkpoint_input_size, load_checkpoint, load_regressor, read_config,
+    CheckpointError, LandmarkRegressor, load_checkpoint, load_regressor, read_config,
 )
 from model.pipeline import ModelParts, Predictor, crop_faces
 from model.record import Face, detections_record, max_faces_note, to_record
@@ -33,7 +33,7 @@ __all__ = [
     "ImageError", "read_image",
     "atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
     "EYE_CORNERS", "FLIP_INDICES", "NUM_LANDMARKS", "REGIONS",
-    "CheckpointError", "LandmarkRegressor", "checkpoint_input_size", "load_checkpoint", "load_regressor",
+    "CheckpointError", "LandmarkRegressor", "load_checkpoint", "load_regressor",
     "read_config",
     "ModelParts", "Predictor", "crop_faces", "Face", "detections_record", "max_faces_note", "to_record",
     "FaceSmoother", "OneEuroFilter", "FaceTracker", "propagate",

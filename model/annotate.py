@@ -41,8 +41,6 @@ import shutil
 import sys
 import time
 import tomllib
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -51,14 +49,15 @@ import numpy as np
 import torch
 
 from model.cli import add_face_filter_arguments, add_model_arguments, face_filter_from_args, number_arg, positive_int
-from model.codec import decode
 from model.formats.coco import write_coco
 from model.formats.dataset import DatasetTree
 from model.formats.wflw import Sample, write_wflw_txt
 from model.image import ImageError, find_images, read_image
 from model.io import atomic_write, atomic_write_json, remove_stale_temporaries
 from model.layout import ATTRIBUTES, NUM_LANDMARKS, NUM_LANDMARKS_68
-from model.pipeline import Predictor, crop_faces
+from model.batching import prefetched
+from model.geometry import box_matrices
+from model.pipeline import Predictor
 from model.record import Face, to_record
 from model.selection import FaceFilter, select_faces
 from model.weights import file_sha256
@@ -187,89 +186,37 @@ def _load(photo: Photo, cache: Path, digest: str) -> _Loaded:
         return _Loaded(key, error=str(exc))
 
 
-def _prefetched(photos: list[Photo], cache: Path, digest: str):
-    """``(photo, _Loaded)`` in order, hashed and decoded up to ``_PREFETCH`` photos ahead."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = deque()
-        for photo in photos:
-            pending.append((photo, pool.submit(_load, photo, cache, digest)))
-            if len(pending) > _PREFETCH:
-                first, future = pending.popleft()
-                yield first, future.result()
-        while pending:
-            first, future = pending.popleft()
-            yield first, future.result()
-
-
 # ----------------------------------------------------------------------------- batching across photos
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class _Job:
-    """One photo between detection and its result file."""
+    """One photo between detection and its result file (the batcher's key)."""
 
     photo: Photo
     key: str
     shape: tuple[int, int]
     boxes: np.ndarray       # (F, 4) xyxy pixels, reading order
     scores: np.ndarray      # (F,)
-    matrices: np.ndarray    # (F, 2, 3) image -> crop
-    crops: np.ndarray       # (F, S, S, 3) uint8
     warning: str | None
-    coords: np.ndarray = field(init=False)   # (F, 98, 2) network outputs
-    errors: np.ndarray = field(init=False)   # (F,) flip error, NaN without flip test
-    left: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.coords = np.zeros((len(self.boxes), NUM_LANDMARKS, 2), np.float32)
-        self.errors = np.full(len(self.boxes), np.nan)
-        self.left = len(self.boxes)
 
 
-class CrossImageBatcher:
-    """Runs the network on crops from several photos at once, in forwards of exactly ``batch_size``
-    crops (the last one padded with black crops), and writes each photo's result file as soon as
-    all its faces are done."""
+def _detected(predictor: Predictor, photo: Photo, loaded: _Loaded, face_filter: FaceFilter):
+    """The batcher's item for a photo to annotate: (its job, the image, its faces' crop matrices)."""
+    detections = predictor.detect(loaded.image)
+    selection = select_faces(detections, face_filter)
+    keep = selection.indices
+    job = _Job(photo, loaded.key, loaded.image.shape[:2], detections.boxes[keep], detections.scores[keep],
+               selection.limit_note())
+    return job, loaded.image, box_matrices(job.boxes, predictor.input_size)
 
-    def __init__(self, predictor: Predictor, batch_size: int, cache: Path, on_done) -> None:
-        self.predictor, self.batch_size, self.cache, self.on_done = predictor, batch_size, cache, on_done
-        self.queue: deque[tuple[_Job, int]] = deque()
 
-    def add(self, job: _Job) -> None:
-        if not len(job.boxes):
-            self._finish(job)
-            return
-        self.queue.extend((job, i) for i in range(len(job.boxes)))
-        while len(self.queue) >= self.batch_size:
-            self._run()
-
-    def flush(self) -> None:
-        while self.queue:
-            self._run()
-
-    def _run(self) -> None:
-        items = [self.queue.popleft() for _ in range(min(self.batch_size, len(self.queue)))]
-        size = self.predictor.input_size
-        crops = np.zeros((self.batch_size, size, size, 3), np.uint8)  # fixed shape: see the module doc
-        for k, (job, i) in enumerate(items):
-            crops[k] = job.crops[i]
-        coords, errors = self.predictor.predict_crops_with_flip_error(crops)
-        for k, (job, i) in enumerate(items):
-            job.coords[i] = coords[k]
-            if errors is not None:
-                job.errors[i] = errors[k]
-            job.left -= 1
-            if job.left == 0:
-                self._finish(job)
-
-    def _finish(self, job: _Job) -> None:
-        landmarks = decode(job.coords, job.matrices, self.predictor.input_size)
-        faces = [Face(box, score, points, float(err) if np.isfinite(err) else None)
-                 for box, score, points, err in zip(job.boxes, job.scores, landmarks, job.errors)]
-        record = to_record(job.photo.name, job.shape, faces, warning=job.warning)
-        atomic_write_json(self.cache / f"{job.key}.json", record)
-        job.crops = None
-        self.on_done(job.photo, len(faces))
+def _write_result(cache: Path, job: _Job, points: np.ndarray, errors: np.ndarray | None) -> int:
+    """Write one photo's result file (``model.record`` schema); returns its number of faces."""
+    errors = [None] * len(points) if errors is None else errors
+    faces = [Face(box, score, p, e) for box, score, p, e in zip(job.boxes, job.scores, points, errors)]
+    atomic_write_json(cache / f"{job.key}.json", to_record(job.photo.name, job.shape, faces, warning=job.warning))
+    return len(faces)
 
 
 @dataclass
@@ -284,36 +231,38 @@ class ShardResult:
 
 def annotate_photos(photos: list[Photo], predictor: Predictor, cache: Path, digest: str,
                     args: argparse.Namespace, show_progress: bool = True) -> ShardResult:
-    """Annotate ``photos`` into result files under ``cache`` (skipping those already there)."""
+    """Annotate ``photos`` into result files under ``cache`` (skipping those already there).
+
+    Photos are hashed and decoded ahead on threads, MTCNN finds their faces, and the network runs
+    on crops gathered across photos in forwards of exactly ``--batch-size`` crops (padded: see the
+    module doc), through the predictor's one batched path."""
     from tqdm import tqdm
 
     result = ShardResult()
     bar = tqdm(total=len(photos), unit="img", desc="annotate", disable=not show_progress, dynamic_ncols=True)
+    face_filter = face_filter_from_args(args)
+    loaded = prefetched(lambda photo: _load(photo, cache, digest), photos, _PREFETCH)
 
-    def done(photo: Photo, faces: int) -> None:
-        result.computed += 1
-        result.faces += faces
-        bar.update()
-        bar.set_postfix(faces=result.faces, refresh=False)
+    def items():
+        for photo, load in zip(photos, loaded):
+            if load.error is not None:
+                result.failed.append({"file": str(photo.path), "error": load.error})
+            elif load.key is not None:
+                result.keys[photo.name] = load.key
+            if load.image is None:  # unreadable, or done by an earlier run
+                bar.update()
+                continue
+            yield _detected(predictor, photo, load, face_filter)
 
-    batcher = CrossImageBatcher(predictor, args.batch_size, cache, done)
     with bar:
-        for photo, loaded in _prefetched(photos, cache, digest):
-            if loaded.error is not None:
-                result.failed.append({"file": str(photo.path), "error": loaded.error})
+        try:
+            for job, points, errors in predictor.batcher(args.batch_size, pad=True).run(items()):
+                result.computed += 1
+                result.faces += _write_result(cache, job, points, errors)
                 bar.update()
-                continue
-            result.keys[photo.name] = loaded.key
-            if loaded.image is None:  # done by an earlier run
-                bar.update()
-                continue
-            detections = predictor.detect(loaded.image)
-            selection = select_faces(detections, face_filter_from_args(args))
-            boxes, scores = detections.boxes[selection.indices], detections.scores[selection.indices]
-            warning = selection.limit_note()
-            crops, matrices = crop_faces(loaded.image, boxes, predictor.input_size)
-            batcher.add(_Job(photo, loaded.key, loaded.image.shape[:2], boxes, scores, matrices, crops, warning))
-        batcher.flush()
+                bar.set_postfix(faces=result.faces, refresh=False)
+        finally:
+            loaded.close()
     return result
 
 

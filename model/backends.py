@@ -1,7 +1,8 @@
 """Ways to run the regressor: eager PyTorch, ONNX Runtime fp32, ONNX Runtime int8.
 
 Every backend is a callable ``(N, S, S, 3) uint8 RGB crops -> (N, 98, 2) float32`` normalised crop
-coordinates, so ``Predictor.run_network`` can delegate to any of them. The ONNX graphs take the
+coordinates, so a ``Predictor``'s runner can be any of them; ``torch_forward`` is the one eager
+forward (the torch backend, training's evaluation and the GPU benchmarks call it). The ONNX graphs take the
 uint8 NHWC crops as they come from ``cv2.warpAffine`` and do the transpose, cast and mean/std
 normalisation inside the graph (no float copy in numpy). The int8 graph is quantised statically
 (per-channel weights, activation ranges calibrated on face crops) and keeps the final Linear in
@@ -116,6 +117,19 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
              f"(default: {AUTO})")
 
 
+def torch_forward(model: nn.Module, crops: torch.Tensor, precision: str = FP32,
+                  channels_last: bool = False) -> torch.Tensor:
+    """The one eager forward of the regressor: (N, S, S, 3) crops (uint8 or float, 0-255 scale, on
+    the model's device) -> (N, 98, 2) float32, normalised inside (``model.network.normalize``),
+    channels-last when asked, under bf16 autocast when ``precision`` is "bf16". Gradients are the
+    caller's business (inference callers wrap it in ``torch.inference_mode``)."""
+    x = normalize(crops)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=check_precision(precision) == BF16):
+        return model(x).float()
+
+
 class TorchBackend:
     """Eager PyTorch, fp32 unless asked; channels-last on CUDA (and on CPU when asked).
 
@@ -124,6 +138,9 @@ class TorchBackend:
         device: where it runs.
         channels_last: use the channels-last memory format on CPU as well.
         precision: "fp32", or "bf16" for autocast to bfloat16 on the device (CUDA or CPU).
+
+    Calling it takes numpy crops (copied to the device) or tensors already there (crops cut on the
+    device, ``model.batching``) and returns numpy.
     """
 
     def __init__(self, model: nn.Module, device: torch.device, channels_last: bool = False,
@@ -136,13 +153,11 @@ class TorchBackend:
             self.model = self.model.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def __call__(self, crops: np.ndarray) -> np.ndarray:
-        x = normalize(torch.from_numpy(np.ascontiguousarray(crops)).to(self.device, non_blocking=True))
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == BF16):
-            out = self.model(x)
-        return out.float().cpu().numpy()
+    def __call__(self, crops) -> np.ndarray:
+        if not isinstance(crops, torch.Tensor):
+            crops = torch.from_numpy(np.ascontiguousarray(crops))
+        x = crops.to(self.device, non_blocking=True)
+        return torch_forward(self.model, x, self.precision, self.channels_last).cpu().numpy()
 
 
 class _UInt8Crops(nn.Module):
@@ -324,7 +339,10 @@ class OnnxBackend:
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, crops: np.ndarray) -> np.ndarray:
+    def __call__(self, crops) -> np.ndarray:
+        """(N, S, S, 3) uint8 crops (numpy, or a CPU tensor of whole grey levels) -> (N, 98, 2) float32."""
+        if isinstance(crops, torch.Tensor):
+            crops = crops.detach().cpu().numpy()
         out = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(crops, dtype=np.uint8)})[0]
         return out.reshape(-1, NUM_LANDMARKS, 2).astype(np.float32, copy=False)
 

@@ -82,7 +82,7 @@ def flip_pair(run: Callable, crops, size: int,
         batch = torch.cat([crops, mirror_crops(crops)])
     else:
         batch = np.concatenate([crops, mirror_crops(crops)])
-    out = _to_numpy(run(batch))
+    out = to_numpy(run(batch))
     return out[:n], flip_back(out[n:], size, convention)
 
 
@@ -110,21 +110,26 @@ def flip_error(direct: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
 
 
 def predict_crops(run: Callable, crops, size: int, flip_test: bool = True,
-                  convention: str = DEFAULT_FLIP_CONVENTION) -> np.ndarray:
-    """Network outputs for (N, S, S, 3) crops, flip test included: (N, 98, 2) float32.
+                  convention: str = DEFAULT_FLIP_CONVENTION) -> tuple[np.ndarray, np.ndarray | None]:
+    """Network outputs for (N, S, S, 3) crops, flip test included.
 
-    With flip test the mirrored crops go into the same batch as the originals (``flip_pair``) and
-    the two predictions are averaged.
+    With flip test the mirrored crops go into the same batch as the originals (``flip_pair``); the
+    prediction is the mean of the two halves and each crop gets its ``flip_error``.
+
+    Returns:
+        ((N, 98, 2) float32 outputs, (N,) float64 flip errors in % of the inter-ocular distance, or
+        ``None`` without flip test).
     """
     if len(crops) == 0:
-        return np.zeros((0, NUM_LANDMARKS, 2), np.float32)
+        return np.zeros((0, NUM_LANDMARKS, 2), np.float32), (np.zeros(0) if flip_test else None)
     if not flip_test:
-        return _to_numpy(run(crops))
+        return to_numpy(run(crops)), None
     direct, mirrored = flip_pair(run, crops, size, convention)
-    return (direct + mirrored) / np.float32(2.0)
+    return (direct + mirrored) / np.float32(2.0), flip_error(direct, mirrored)
 
 
-def _to_numpy(out) -> np.ndarray:
+def to_numpy(out) -> np.ndarray:
+    """Network outputs (numpy, or a torch tensor on any device) as a float32 numpy array."""
     if isinstance(out, torch.Tensor):
         out = out.detach().float().cpu().numpy()
     return np.asarray(out, dtype=np.float32)

@@ -50,12 +50,13 @@ def css_hex(rgb) -> str:
 
 
 class LegendEntry(NamedTuple):
-    """One line of the legend: what it shows, its colour, and how it is drawn."""
+    """One line of the legend: what it shows, its colour, how it is drawn and how the text says it."""
 
     name: str
     rgb: tuple[int, int, int]
     css: str    # the same colour as CSS hex
     mark: str   # "ring", "dot", "line", "box" or "cross"
+    words: str  # the drawing in words, for views without swatches: "green rings"
 
 
 def _prediction_entries() -> list[LegendEntry]:
@@ -65,16 +66,31 @@ def _prediction_entries() -> list[LegendEntry]:
         name = region.removeprefix("right_").removeprefix("left_").replace("_", " ")
         if name not in names.setdefault(rgb, []):
             names[rgb].append(name)
-    return [LegendEntry("Prediction: " + " / ".join(n), rgb, css_hex(rgb), "dot") for rgb, n in names.items()]
+    return [LegendEntry("Prediction: " + " / ".join(n), rgb, css_hex(rgb), "dot", "dots in region colours")
+            for rgb, n in names.items()]
 
 
 LEGEND: tuple[LegendEntry, ...] = (
-    LegendEntry("Ground truth", GT_COLOR, css_hex(GT_COLOR), "ring"),
+    LegendEntry("Ground truth", GT_COLOR, css_hex(GT_COLOR), "ring", "green rings"),
     *_prediction_entries(),
-    LegendEntry("Error (prediction to ground truth)", ERROR_COLOR, css_hex(ERROR_COLOR), "line"),
-    LegendEntry("Face box and number", BOX_COLOR, css_hex(BOX_COLOR), "box"),
-    LegendEntry("MTCNN five points (no 98-point model)", MTCNN_COLOR, css_hex(MTCNN_COLOR), "cross"),
+    LegendEntry("Error (prediction to ground truth)", ERROR_COLOR, css_hex(ERROR_COLOR), "line", "magenta lines"),
+    LegendEntry("Face box and number", BOX_COLOR, css_hex(BOX_COLOR), "box", "sky-blue boxes"),
+    LegendEntry("MTCNN five points (no 98-point model)", MTCNN_COLOR, css_hex(MTCNN_COLOR), "cross",
+                "white crosses"),
 )
+
+
+def legend_words() -> dict[str, str]:
+    """The landmark part of ``LEGEND`` in words, for views that show no swatches (an image's label,
+    a summary line, the review editor's toggles): {"gt": "ground truth (green rings)", "pred": ...,
+    "error": ...}."""
+    by_mark = {e.mark: e for e in LEGEND}
+    return {"gt": f"ground truth ({by_mark['ring'].words})", "pred": f"prediction ({by_mark['dot'].words})",
+            "error": f"error ({by_mark['line'].words})"}
+
+
+# The words of ``legend_words`` on one line.
+LEGEND_TEXT = " · ".join(legend_words().values())
 
 
 def legend_html(entries: Sequence[LegendEntry] = LEGEND) -> str:
@@ -208,11 +224,6 @@ def label_segments(number: int | None, score: float | None = None, text: str | N
     """
     tail = text if text is not None else (None if score is None else f"{score:.{SCORE_DECIMALS}f}")
     return tuple(s for s in (None if number is None else f"#{number}", tail) if s)
-
-
-def box_label(number: int | None, score: float | None) -> str | None:
-    """``"#2 0.994"``: the face's number and its detector score as plain text (either may be left out)."""
-    return " ".join(label_segments(number, score)) or None
 
 
 class LabelBox(NamedTuple):

@@ -37,14 +37,16 @@ from model.layout import NUM_LANDMARKS
 
 log = logging.getLogger(__name__)
 
+# The mechanism's defaults, for an engine built without a policy (the app's own policy, with its
+# own names and values, is ``app.serving``).
 # Requests waiting for the worker beyond this many are refused (QueueFullError), so a burst of
 # clients gets a clear answer instead of an ever longer wait.
-MAX_QUEUE = 64
+DEFAULT_MAX_QUEUE = 64
 # Most crops in one forward; a larger single request still runs whole, alone. 64 crops of
 # 256 x 256 are about 50 MB of input and a few hundred MB of activations on CPU.
-MAX_BATCH = 64
+DEFAULT_MAX_BATCH = 64
 # A caller gives up after this many seconds (queue wait plus forward).
-REQUEST_TIMEOUT_S = 60.0
+DEFAULT_TIMEOUT_S = 60.0
 # The one class of an engine built without ``priorities``.
 DEFAULT_PRIORITY = "default"
 # How long ``stop`` waits for the forward in flight to end.
@@ -100,8 +102,8 @@ class InferenceEngine:
     """
 
     def __init__(self, network: Callable[[np.ndarray], np.ndarray], *,
-                 priorities: Mapping[str, int] | None = None, max_queue: int = MAX_QUEUE,
-                 max_batch: int = MAX_BATCH, timeout_s: float = REQUEST_TIMEOUT_S, start: bool = True) -> None:
+                 priorities: Mapping[str, int] | None = None, max_queue: int = DEFAULT_MAX_QUEUE,
+                 max_batch: int = DEFAULT_MAX_BATCH, timeout_s: float = DEFAULT_TIMEOUT_S, start: bool = True) -> None:
         if max_queue < 1 or max_batch < 1:
             raise ValueError(f"max_queue and max_batch must be at least 1, got {max_queue} and {max_batch}")
         if not timeout_s > 0:

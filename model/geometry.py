@@ -96,6 +96,42 @@ def warp_crop(image: np.ndarray, matrix, size: int = INPUT_SIZE) -> np.ndarray:
     )
 
 
+def square_matrices(centers, sides, size: int = INPUT_SIZE) -> np.ndarray:
+    """(F, 2, 3) image -> crop maps of (F, 2) square centres and (F,) sides (image pixels, the whole
+    crop) onto ``size`` x ``size`` crops. Raises ``ValueError`` for non-finite centres or sides <= 0."""
+    centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+    sides = np.asarray(sides, dtype=np.float64).reshape(-1)
+    if len(sides) != len(centers):
+        raise ValueError(f"got {len(centers)} crop centres but {len(sides)} sides")
+    if not (np.all(np.isfinite(centers)) and np.all(np.isfinite(sides)) and np.all(sides > 0)):
+        raise ValueError(f"crop squares need finite centres and positive sides, got sides {sides.tolist()}")
+    matrices = np.empty((len(sides), 2, 3))
+    for i, (center, side) in enumerate(zip(centers, sides)):
+        matrices[i] = crop_matrix(center, side, output_size=size)
+    return matrices
+
+
+def box_matrices(boxes_xyxy, size: int = INPUT_SIZE, padding: float = CROP_PADDING) -> np.ndarray:
+    """(F, 2, 3) image -> crop maps of the padded squares around (F, 4) xyxy boxes (``box_to_crop``)."""
+    squares = [box_to_crop(box, padding) for box in np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)]
+    return square_matrices([c for c, _ in squares], [s for _, s in squares], size)
+
+
+def warp_crops(image: np.ndarray, matrices, size: int = INPUT_SIZE) -> np.ndarray:
+    """(F, size, size, 3) uint8 crops of one image, one ``warp_crop`` per (F, 2, 3) matrix."""
+    crops = np.empty((len(matrices), size, size, 3), dtype=np.uint8)
+    for i, matrix in enumerate(matrices):
+        crops[i] = warp_crop(image, matrix, size)
+    return crops
+
+
+def crop_faces(image_rgb: np.ndarray, boxes_xyxy, size: int = INPUT_SIZE,
+               padding: float = CROP_PADDING) -> tuple[np.ndarray, np.ndarray]:
+    """Square crops around boxes: ((F, size, size, 3) uint8, (F, 2, 3) image->crop matrices)."""
+    matrices = box_matrices(boxes_xyxy, size, padding)
+    return warp_crops(image_rgb, matrices, size), matrices
+
+
 def _pixel_to_grid(width: float, height: float, like: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) map from pixel coordinates (centres on integers, as cv2 samples) to
     ``grid_sample``'s [-1, 1] with ``align_corners=False``; ``width``/``height`` tensors of shape (...)."""

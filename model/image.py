@@ -66,7 +66,7 @@ def read_image(source: str | os.PathLike | bytes, name: str | None = None,
                          f"({exc}); refused before decoding") from None
     except MemoryError:
         raise ImageError(f"{name}: cannot be decoded (not enough memory for its pixels)") from None
-    except Exception as exc:  # noqa: BLE001 - any decoder failure: OSError, NotImplementedError (a DDS
+    except Exception as exc:  # any decoder failure: OSError, NotImplementedError (a DDS
         # pixel format), SyntaxError, struct.error, zlib.error, ValueError, EOFError, ...
         raise ImageError(f"{name}: cannot be decoded ({_reason(exc)})") from None
 

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a fresh temporary path in ``path``'s folder, then rename it to ``path``.
@@ -53,7 +55,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     removed = []
     for tmp in Path(folder).glob(".*.tmp"):
         match = _TEMPORARY.match(tmp.name)
-        if match and not _process_alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
@@ -67,14 +69,13 @@ def _sweep_once(folder: str) -> None:
     remove_stale_temporaries(folder)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (another user's too); a number too large to be a pid counts as
+    alive, so that nothing is removed on its account."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # another user's process, or not a pid at all: keep
+        return psutil.pid_exists(pid)
+    except OverflowError:
         return True
-    return True
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -346,11 +346,6 @@ def read_config(path: str | os.PathLike) -> dict:
     return _config_of(read_checkpoint(path), str(path))
 
 
-def checkpoint_input_size(path: str | os.PathLike) -> int | None:
-    """The crop side a project checkpoint was trained at (``config.input_size``), else ``None``."""
-    return read_config(path).get("input_size")
-
-
 def load_checkpoint(path_or_url: str | os.PathLike, map_location="cpu") -> tuple[LandmarkRegressor, dict]:
     """The regressor (eval mode) and the checkpoint's training ``config`` (``{}`` when it has none),
     from one read of the file; see ``load_regressor`` for the layouts accepted."""

@@ -4,11 +4,14 @@
 image pixels. Test-time flip runs the mirrored crops in the same forward pass as the originals
 (``model.codec``), and the distance between the two halves gives each face its ``flip_error``.
 
-The network itself is run by a *runner*: any callable (N, S, S, 3) uint8 crops -> (N, 98, 2)
-float32 normalised coordinates. By default it is the predictor's own backend (``ModelParts``);
-the app passes an inference engine's runner instead (``model.engine``), and ``with_runner`` gives
-a second predictor that shares the model, backend and detector but runs through another runner
-or with another flip setting.
+Every entry point (``predict``, ``faces_from_detections``, ``predict_boxes``,
+``landmarks_for_squares``, and ``batcher`` for many images at once) goes through one batched path,
+``model.batching.FaceBatcher``, which runs the network by the predictor's *runner*: any callable
+(N, S, S, 3) crops -> (N, 98, 2) float32 normalised coordinates. By default it is the predictor's
+own backend (``ModelParts``, which cuts crops on the GPU when it runs there); the app passes an
+inference engine's runner instead (``model.engine``), and ``with_runner`` gives a second predictor
+that shares the model, backend and detector but runs through another runner or with another flip
+setting.
 
 The JSON record (``Face``, ``to_record``, ``detections_record``, ``max_faces_note``) lives in
 ``model.record`` and is re-exported here.
@@ -19,17 +22,17 @@ import argparse
 import logging
 import os
 import threading
-from typing import Callable
 
 import numpy as np
 import torch
 
 from model.backends import AUTO, FP32, TORCH, TorchBackend, build_backend, check_backend, check_precision, resolve_backend
 from model.cli import device_arg
-from model.codec import DEFAULT_FLIP_CONVENTION, check_flip_convention, decode, flip_error, flip_pair, predict_crops
-from model.constants import CROP_PADDING, INPUT_SIZE, MIN_INPUT_SIZE
+from model.batching import FaceBatcher, Runner
+from model.codec import DEFAULT_FLIP_CONVENTION, check_flip_convention
+from model.constants import INPUT_SIZE, MIN_INPUT_SIZE
 from model.detector import Detections, FaceDetector
-from model.geometry import box_to_crop, crop_matrix, warp_crop
+from model.geometry import box_matrices, crop_faces, square_matrices
 from model.image import check_image_array
 from model.network import LandmarkRegressor, load_checkpoint
 from model.record import Face, detections_record, max_faces_note, to_record
@@ -39,22 +42,6 @@ __all__ = ["Face", "ModelParts", "Predictor", "Runner", "crop_faces", "detection
            "max_faces_note", "pick_device", "to_record"]
 
 log = logging.getLogger(__name__)
-
-
-# What runs the network: (N, S, S, 3) uint8 crops -> (N, 98, 2) float32 normalised coordinates.
-Runner = Callable[[np.ndarray], np.ndarray]
-
-
-def crop_faces(image_rgb: np.ndarray, boxes_xyxy: np.ndarray, size: int = INPUT_SIZE,
-               padding: float = CROP_PADDING) -> tuple[np.ndarray, np.ndarray]:
-    """Square crops around boxes: ((F, size, size, 3) uint8, (F, 2, 3) image->crop matrices)."""
-    crops = np.empty((len(boxes_xyxy), size, size, 3), dtype=np.uint8)
-    matrices = np.empty((len(boxes_xyxy), 2, 3), dtype=np.float64)
-    for i, box in enumerate(boxes_xyxy):
-        center, side = box_to_crop(box, padding)
-        matrices[i] = crop_matrix(center, side, output_size=size)
-        crops[i] = warp_crop(image_rgb, matrices[i], size)
-    return crops, matrices
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -81,11 +68,6 @@ def pick_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-def _check_max_faces(max_faces) -> None:
-    if isinstance(max_faces, bool) or int(max_faces) != max_faces or max_faces < 1:
-        raise ValueError(f"max_faces must be at least 1, got {max_faces!r}")
-
-
 class ModelParts:
     """What every view of one loaded model shares: the regressor on its device, its backend (built
     on first use: ONNX graphs are exported or read from the cache then) and the face detector
@@ -101,14 +83,21 @@ class ModelParts:
         self._lock = threading.Lock()
 
     @property
+    def crop_device(self) -> torch.device | None:
+        """Where ``model.batching`` cuts crops for this runner: on the GPU for the torch backend on
+        CUDA (the image goes up once, the crops stay there), else ``None`` (numpy crops)."""
+        return self.device if self.device.type == "cuda" and self.backend_name == TORCH else None
+
+    @property
     def detector(self) -> FaceDetector:
         with self._lock:
             if self._detector is None:
                 self._detector = FaceDetector(device=self.device)
             return self._detector
 
-    def __call__(self, crops: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 crops -> (N, 98, 2) float32 normalised coordinates, on the backend."""
+    def __call__(self, crops) -> np.ndarray:
+        """(N, S, S, 3) crops (uint8 numpy, or tensors cut on ``crop_device``) -> (N, 98, 2) float32
+        normalised coordinates, on the backend."""
         if self._backend is None:
             with self._lock:
                 if self._backend is None:
@@ -149,7 +138,7 @@ class Predictor:
                  flip_convention: str = DEFAULT_FLIP_CONVENTION, detector: FaceDetector | None = None,
                  max_faces: int = DEFAULT_MAX_FACES, backend: str = AUTO, input_size: int | None = None,
                  precision: str = FP32, runner: Runner | None = None) -> None:
-        _check_max_faces(max_faces)
+        FaceFilter(max_faces=max_faces)  # refuses a bad value before anything loads
         if input_size is not None and input_size < MIN_INPUT_SIZE:
             raise ValueError(f"input_size must be at least {MIN_INPUT_SIZE} pixels, got {input_size}")
         precision = check_precision(precision)
@@ -182,30 +171,22 @@ class Predictor:
 
     def _configure(self, parts: ModelParts, runner: Runner | None, flip_test: bool, flip_convention: str,
                    max_faces: int) -> None:
-        _check_max_faces(max_faces)
         if runner is not None and not callable(runner):
             raise TypeError(f"runner must be callable (crops -> outputs), got {type(runner).__name__}")
         self.parts = parts
         self.runner: Runner = parts if runner is None else runner
         self.flip_test = bool(flip_test)
         self.flip_convention = check_flip_convention(flip_convention)
-        self.max_faces = int(max_faces)
-
-    @classmethod
-    def from_parts(cls, parts: ModelParts, *, runner: Runner | None = None, flip_test: bool = True,
-                   flip_convention: str = DEFAULT_FLIP_CONVENTION, max_faces: int = DEFAULT_MAX_FACES) -> "Predictor":
-        """A predictor over already loaded ``parts`` (nothing is loaded or built again)."""
-        predictor = cls.__new__(cls)
-        predictor._configure(parts, runner, flip_test, flip_convention, max_faces)
-        return predictor
+        self.max_faces = FaceFilter(max_faces=max_faces).max_faces
 
     def with_runner(self, runner: Runner | None, *, flip_test: bool | None = None) -> "Predictor":
         """A second predictor sharing this one's model, backend and detector, whose network forwards
         go through ``runner`` (``None``: the shared backend itself) and whose flip test is
         ``flip_test`` (``None``: this one's). Flip convention and ``max_faces`` are kept."""
-        return type(self).from_parts(self.parts, runner=runner,
-                                     flip_test=self.flip_test if flip_test is None else flip_test,
-                                     flip_convention=self.flip_convention, max_faces=self.max_faces)
+        view = type(self).__new__(type(self))  # over the same parts: nothing is loaded or built again
+        view._configure(self.parts, runner, self.flip_test if flip_test is None else flip_test,
+                        self.flip_convention, self.max_faces)
+        return view
 
     # What the shared parts hold, read through the predictor.
     model = property(lambda self: self.parts.model, doc="the ``LandmarkRegressor`` (eval mode, on ``device``)")
@@ -220,41 +201,24 @@ class Predictor:
         """The face detector (shared by every predictor over the same parts)."""
         return self.parts.detector
 
-    def run_network(self, crops: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 crops -> (N, 98, 2) float32 normalised coordinates (no flip), by the runner."""
-        return self.runner(crops)
+    def batcher(self, batch_size: int | None = None, *, pad: bool = False, crops_on_device: bool | None = None,
+                timings: dict[str, float] | None = None) -> FaceBatcher:
+        """The one batched path over this predictor's runner, input size and flip setting
+        (``model.batching.FaceBatcher``): feed it (key, image, crop matrices) items.
+        ``crops_on_device``: True cuts the crops on this predictor's device, False with
+        ``cv2.warpAffine``, ``None`` as the runner prefers."""
+        where = self.device if crops_on_device is True else crops_on_device
+        return FaceBatcher(self.runner, self.input_size, flip_test=self.flip_test,
+                           flip_convention=self.flip_convention, batch_size=batch_size, pad=pad,
+                           crops_on_device=where, timings=timings)
 
-    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 crops -> (N, 98, 2) normalised coordinates, flip test included.
-
-        With flip test the mirrored crops go into the same batch as the originals (one forward).
-        """
-        return predict_crops(self.run_network, crops, self.input_size, self.flip_test, self.flip_convention)
-
-    def predict_crops_with_flip_error(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """``predict_crops`` plus each crop's ``flip_error`` (N,) in % of the inter-ocular distance
-        (``None`` when flip test is off): one forward for both."""
-        if not self.flip_test or len(crops) == 0:
-            return self.predict_crops(crops), None
-        direct, mirrored = flip_pair(self.run_network, crops, self.input_size, self.flip_convention)
-        return (direct + mirrored) / np.float32(2.0), flip_error(direct, mirrored)
-
-    def _squares(self, image_rgb: np.ndarray, centers, sides) -> tuple[np.ndarray, np.ndarray | None]:
-        """(F, 98, 2) image-pixel landmarks and (F,) flip errors (or ``None``) for crop squares."""
-        image_rgb = check_image_array(image_rgb, "image_rgb")
-        centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
-        sides = np.asarray(sides, dtype=np.float64).reshape(-1)
-        if len(sides) != len(centers):
-            raise ValueError(f"got {len(centers)} crop centres but {len(sides)} sides")
-        if not (np.all(np.isfinite(centers)) and np.all(np.isfinite(sides)) and np.all(sides > 0)):
-            raise ValueError(f"crop squares need finite centres and positive sides, got sides {sides.tolist()}")
-        size = self.input_size
-        matrices = np.stack([crop_matrix(c, s, output_size=size) for c, s in zip(centers, sides)]) \
-            if len(sides) else np.zeros((0, 2, 3))
-        crops = np.stack([warp_crop(image_rgb, m, size) for m in matrices]) \
-            if len(sides) else np.zeros((0, size, size, 3), np.uint8)
-        coords, errors = self.predict_crops_with_flip_error(crops)
-        return decode(coords, matrices, size), errors
+    def _landmarks(self, image_rgb: np.ndarray, matrices: np.ndarray,
+                   timings: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(F, 98, 2) image-pixel landmarks and (F,) flip errors (or ``None``) of one image's crops,
+        all in one forward."""
+        batcher = self.batcher(timings=timings)
+        _, points, errors = next(batcher.run([(None, check_image_array(image_rgb, "image_rgb"), matrices)]))
+        return points, errors
 
     def landmarks_for_squares(self, image_rgb: np.ndarray, centers, sides) -> np.ndarray:
         """Landmarks of the faces in given crop squares, in one batch (the tracker's keyframes).
@@ -267,12 +231,7 @@ class Predictor:
         Returns:
             (F, 98, 2) float32 image pixels (flip test as this predictor's ``flip_test``).
         """
-        return self._squares(image_rgb, centers, sides)[0]
-
-    def _boxes_to_landmarks(self, image_rgb: np.ndarray, boxes_xyxy) -> tuple[np.ndarray, np.ndarray | None]:
-        boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-        squares = [box_to_crop(box, CROP_PADDING) for box in boxes]
-        return self._squares(image_rgb, [c for c, _ in squares], [s for _, s in squares])
+        return self._landmarks(image_rgb, square_matrices(centers, sides, self.input_size))[0]
 
     def predict_boxes(self, image_rgb: np.ndarray, boxes_xyxy) -> np.ndarray:
         """Landmarks for given boxes (e.g. ground-truth boxes in evaluation), all in one batch.
@@ -284,27 +243,29 @@ class Predictor:
         Returns:
             (F, 98, 2) float32 image pixels.
         """
-        return self._boxes_to_landmarks(image_rgb, boxes_xyxy)[0]
+        return self._landmarks(image_rgb, box_matrices(boxes_xyxy, self.input_size))[0]
 
     def detect(self, image_rgb: np.ndarray) -> Detections:
         """All faces MTCNN finds, best first (no landmarks)."""
         return self.detector.detect(image_rgb)
 
     def faces_from_detections(self, image_rgb: np.ndarray, detections: Detections,
-                              face_filter: FaceFilter | None = None) -> list[Face]:
+                              face_filter: FaceFilter | None = None, *,
+                              timings: dict[str, float] | None = None) -> list[Face]:
         """Landmarks (and, with flip test, ``flip_error``) for the detections ``face_filter`` keeps
         (``model.selection``; default: this predictor's ``max_faces`` most confident), in reading
-        order (rows top to bottom, left to right)."""
+        order (rows top to bottom, left to right). ``timings``: the batcher's stage milliseconds
+        are added to it (``FaceBatcher``; for benchmarks)."""
         face_filter = FaceFilter(max_faces=self.max_faces) if face_filter is None else face_filter
         order = select_faces(detections, face_filter).indices
         boxes = np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4)[order]
-        landmarks, errors = self._boxes_to_landmarks(image_rgb, boxes)
-        if errors is None:
-            errors = [None] * len(boxes)
-        return [Face(box, float(detections.scores[i]), lms, None if err is None or not np.isfinite(err) else float(err))
-                for i, box, lms, err in zip(order, boxes, landmarks, errors)]
+        landmarks, errors = self._landmarks(image_rgb, box_matrices(boxes, self.input_size), timings)
+        errors = [None] * len(boxes) if errors is None else errors
+        return [Face(box, float(detections.scores[i]), points, error)
+                for i, box, points, error in zip(order, boxes, landmarks, errors)]
 
-    def predict(self, image_rgb: np.ndarray) -> list[Face]:
-        """Detect faces and return their landmarks in reading order; ``[]`` when none."""
+    def predict(self, image_rgb: np.ndarray, face_filter: FaceFilter | None = None) -> list[Face]:
+        """Detect faces and return the landmarks of those ``face_filter`` keeps (default: the
+        ``max_faces`` most confident) in reading order; ``[]`` when none."""
         image_rgb = check_image_array(image_rgb, "image_rgb")
-        return self.faces_from_detections(image_rgb, self.detect(image_rgb))
+        return self.faces_from_detections(image_rgb, self.detect(image_rgb), face_filter)

@@ -42,7 +42,7 @@ class Face:
         score: detector confidence in [0, 1] (1.0 for given boxes).
         landmarks: (98, 2) float32 image pixels (read-only array).
         flip_error: flip consistency in % of the inter-ocular distance (``model.codec.flip_error``),
-            ``None`` when the flip test did not run.
+            ``None`` when the flip test did not run; a NaN given here (no inter-ocular distance) becomes ``None``.
         face_id: identity of a tracked face across video frames, ``None`` for still images.
     """
 
@@ -60,8 +60,9 @@ class Face:
             array.flags.writeable = False
             object.__setattr__(self, name, array)
         object.__setattr__(self, "score", float(self.score))
-        if self.flip_error is not None:
-            object.__setattr__(self, "flip_error", float(self.flip_error))
+        if self.flip_error is not None:  # NaN (no inter-ocular distance to divide by) means none
+            flip = float(self.flip_error)
+            object.__setattr__(self, "flip_error", flip if math.isfinite(flip) else None)
         if self.face_id is not None:
             object.__setattr__(self, "face_id", int(self.face_id))
 

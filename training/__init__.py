@@ -2,8 +2,8 @@
 
 ``training.train`` and ``training.evaluate`` are run as modules and are not imported here.
 """
-from training.augment import (MMPOSE_0X_AUGMENT, MMPOSE_1X_AUGMENT, AugmentParams, NormalDraw, augment_crop,
-                              flip_image, flip_landmarks)
+from training.augment import (MMPOSE_0X_AUGMENT, MMPOSE_1X_AUGMENT, AugmentParams, NormalDraw, crop_points,
+                              draw_crop, flip_landmarks)
 from training.loss import SoftWingLoss
 from training.metrics import (ced_curve, ced_figure, format_table, fr_auc, landmark_figure, nme,
                               per_landmark_error, subset_table, summarize)
@@ -13,7 +13,7 @@ from model.formats.wflw import (Sample, WFLWTree, crop_box, find_wflw_root, form
                            resolve_image, write_wflw_txt)
 
 __all__ = [
-    "MMPOSE_0X_AUGMENT", "MMPOSE_1X_AUGMENT", "AugmentParams", "NormalDraw", "augment_crop", "flip_image",
+    "MMPOSE_0X_AUGMENT", "MMPOSE_1X_AUGMENT", "AugmentParams", "NormalDraw", "crop_points", "draw_crop",
     "flip_landmarks",
     "SoftWingLoss",
     "ced_curve", "ced_figure", "format_table", "fr_auc", "landmark_figure", "nme", "per_landmark_error",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.geometry import apply_affine, crop_matrix, warp_crop
+from model.geometry import apply_affine, crop_matrix
 from model.layout import FLIP_INDICES
 
 NORMAL_MODES = ("truncated", "clipped")
@@ -142,11 +142,6 @@ def flip_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
     return out[FLIP_INDICES]
 
 
-def flip_image(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror an (H, W, C) image and its (98, 2) points."""
-    return np.ascontiguousarray(image[:, ::-1]), flip_landmarks(landmarks, image.shape[1])
-
-
 def transform_matrix(transform: Transform, center, side: float, image_width: int,
                      output_size: int) -> np.ndarray:
     """(2, 3) image -> crop map for one draw: mirror (optional), shift, scale, rotate, crop."""
@@ -180,27 +175,3 @@ def crop_points(landmarks: np.ndarray, matrix: np.ndarray, flip: bool) -> np.nda
     if flip:
         points = points[FLIP_INDICES]
     return points.astype(np.float32)
-
-
-def augment_crop(image: np.ndarray, landmarks: np.ndarray, center, side: float, output_size: int,
-                 rng: np.random.Generator, params: AugmentParams = MMPOSE_0X_AUGMENT):
-    """Random crop of one face.
-
-    Args:
-        image: (H, W, 3) uint8.
-        landmarks: (98, 2) image pixels.
-        center, side: the un-augmented square crop (``model.geometry.box_to_crop``).
-        output_size: crop side in pixels.
-
-    Returns:
-        crop (S, S, 3) uint8, points (98, 2) float32 crop pixels (reordered when mirrored), and
-        the (2, 3) image -> crop matrix.
-    """
-    matrix, flip = draw_crop(rng, params, center, side, image.shape[1], output_size)
-    return warp_crop(image, matrix, output_size), crop_points(landmarks, matrix, flip), matrix
-
-
-def eval_crop(image: np.ndarray, landmarks: np.ndarray, center, side: float, output_size: int):
-    """The un-augmented crop: same outputs as ``augment_crop``."""
-    matrix = crop_matrix(center, side, 0.0, output_size)
-    return warp_crop(image, matrix, output_size), crop_points(landmarks, matrix, False), matrix

@@ -27,27 +27,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
-import torch
 
 from model.backends import PRECISIONS
 from model.cli import add_model_arguments, positive_int
-from model.codec import DEFAULT_FLIP_CONVENTION, FLIP_CONVENTIONS, check_flip_convention, decode, predict_crops
-from model.constants import CROP_PADDING
-from model.geometry import box_to_crop, crop_matrix, gpu_crops, match_boxes
+from model.batching import prefetched
+from model.codec import DEFAULT_FLIP_CONVENTION, FLIP_CONVENTIONS, check_flip_convention
+from model.geometry import box_matrices, match_boxes
 from model.image import read_image
 from model.io import atomic_write, atomic_write_json
 from model.layout import ATTRIBUTES, NUM_LANDMARKS
-from model.network import LandmarkRegressor, load_checkpoint, normalize
-from model.pipeline import Predictor, crop_faces
+from model.network import load_checkpoint
+from model.pipeline import Predictor
 from model.weights import file_sha256
-from training.metrics import ced_figure, format_table, nme, subset_table, summarize
+from training.metrics import ced_figure, format_table, nme, subset_table
 from model.formats.wflw import BOX_MODES, Sample, crop_box, find_wflw_root, load_test_split, read_json, resolve_image
 
 BOX_CHOICES = (*BOX_MODES, "detector")
@@ -190,21 +186,8 @@ def read_predictions(path: str | os.PathLike, samples: list[Sample]) -> np.ndarr
 # Faces per forward pass (before the flip test doubles it), gathered across images. On a GPU larger
 # batches run faster (``python -m bench.gpu``); on CPU the batch only bounds memory.
 DEFAULT_BATCH_SIZE = 128
-# Images decoded ahead of the network by a small thread pool (decoding releases the GIL).
-READ_WORKERS = min(4, os.cpu_count() or 1)
-READ_AHEAD = 2 * READ_WORKERS
-
-
-def _read_ahead(paths: list[tuple[Path, str]]) -> Iterator[np.ndarray]:
-    """Decoded images in order, at most ``READ_AHEAD`` of them decoded before they are asked for."""
-    with ThreadPoolExecutor(READ_WORKERS) as pool:
-        pending: deque = deque()
-        for path, name in paths:
-            pending.append(pool.submit(read_image, path, name=name))
-            if len(pending) > READ_AHEAD:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+# Images decoded ahead of the network, on threads (decoding releases the GIL).
+READ_AHEAD = 8
 
 
 def _detector_boxes(predictor: Predictor, image: np.ndarray, rects: list[np.ndarray]) -> tuple[list, list[bool]]:
@@ -213,64 +196,6 @@ def _detector_boxes(predictor: Predictor, image: np.ndarray, rects: list[np.ndar
     pairs = match_boxes(rects, detected)
     boxes = [rect if j is None else detected[j] for rect, j in zip(rects, pairs)]
     return boxes, [j is None for j in pairs]
-
-
-class _FaceBatches:
-    """Crops of many images gathered into forward passes of exactly ``batch_size`` faces (the last
-    one smaller), written into ``pred`` (N, 98, 2) image pixels by row.
-
-    On the device path the crops are ``model.geometry.gpu_crops`` of the image uploaded once as
-    uint8, kept on the device until their forward; otherwise ``cv2.warpAffine`` crops in numpy.
-    """
-
-    def __init__(self, predictor: Predictor, pred: np.ndarray, batch_size: int, on_device: bool) -> None:
-        self.predictor, self.pred, self.batch_size, self.on_device = predictor, pred, batch_size, on_device
-        self.crops: list = []
-        self.matrices: list[np.ndarray] = []
-        self.rows: list[int] = []
-        self.done = 0  # faces predicted so far
-
-    def add(self, image: np.ndarray, boxes: np.ndarray, rows: list[int]) -> None:
-        size = self.predictor.input_size
-        if self.on_device:
-            matrices = np.stack([crop_matrix(*box_to_crop(box, CROP_PADDING), output_size=size) for box in boxes])
-            uploaded = torch.from_numpy(np.array(image)).to(self.predictor.device).permute(2, 0, 1)[None]
-            crops = gpu_crops(uploaded, matrices, size).round_()  # warpAffine's crops are whole grey levels
-        else:
-            crops, matrices = crop_faces(image, boxes, size)
-        self.crops.append(crops)
-        self.matrices.append(matrices)
-        self.rows.extend(rows)
-        while len(self.rows) >= self.batch_size:
-            self._run(self.batch_size)
-
-    def finish(self) -> None:
-        if self.rows:
-            self._run(len(self.rows))
-
-    def _run(self, count: int) -> None:
-        join = torch.cat if self.on_device else np.concatenate
-        crops, matrices = join(self.crops), np.concatenate(self.matrices)
-        rows, self.rows = self.rows[:count], self.rows[count:]
-        self.crops, self.matrices = ([crops[count:]], [matrices[count:]]) if self.rows else ([], [])
-        p = self.predictor
-        if self.on_device:
-            coords = predict_crops(partial(_forward, p), crops[:count], p.input_size, p.flip_test, p.flip_convention)
-        else:
-            coords = p.predict_crops(crops[:count])
-        self.pred[rows] = decode(coords, matrices[:count], p.input_size)
-        self.done += count
-
-
-def _forward(predictor: Predictor, crops: torch.Tensor) -> torch.Tensor:
-    """(N, S, S, 3) float crops on the predictor's device -> (N, 98, 2) float32 outputs, at the
-    predictor's precision (channels-last on CUDA)."""
-    x = normalize(crops)
-    if x.device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16,
-                                                enabled=predictor.precision == "bf16"):
-        return predictor.model(x).float()
 
 
 def _faces_by_image(samples: list[Sample]) -> dict[str, list[int]]:
@@ -287,18 +212,18 @@ def predict_samples(predictor: Predictor, samples: list[Sample], images_dir: str
                     progress: Callable[[int, int], None] | None = None,
                     cancel: Callable[[], bool] | None = None,
                     missed: list[int] | None = None) -> np.ndarray:
-    """Landmarks for every face, cropped from its box, in forward passes of ``batch_size`` faces
-    gathered across images (not one image's faces per pass).
+    """Landmarks for every face, cropped from its box, through the predictor's one batched path
+    (``Predictor.batcher``): forwards of ``batch_size`` faces gathered across images.
 
     Args:
-        predictor: a ``model.pipeline.Predictor`` (its flip test, flip convention, input size,
-            device and precision apply).
+        predictor: a ``model.pipeline.Predictor`` (its runner, flip test, flip convention, input
+            size and precision apply).
         samples: the faces; their images are read from ``images_dir``.
         box_mode: ``landmarks`` (mmpose's boxes), ``rect`` or ``detector`` (see the module doc).
         batch_size: faces per forward pass (the flip test adds their mirrors to the same pass).
         crops_on_device: cut the crops with ``model.geometry.gpu_crops`` on the predictor's device
-            and run its torch model on them there; ``None``: on CUDA only (elsewhere
-            ``cv2.warpAffine`` and the predictor's backend).
+            (True) or with ``cv2.warpAffine`` (False); ``None``: as the runner prefers (on the GPU
+            for the predictor's own torch backend on CUDA). The forwards go through the runner either way.
         progress: called as ``progress(done, total)`` after each forward pass, in images whose
             faces all have landmarks.
         cancel: polled before each image; when it returns True the run stops by raising
@@ -311,76 +236,45 @@ def predict_samples(predictor: Predictor, samples: list[Sample], images_dir: str
     """
     if box_mode not in BOX_CHOICES:
         raise ValueError(f"box_mode must be one of {BOX_CHOICES}, got {box_mode!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+    batcher = predictor.batcher(batch_size, crops_on_device=crops_on_device)
     by_image = _faces_by_image(samples)
-    if crops_on_device is None:
-        crops_on_device = predictor.device.type == "cuda"
     pred = np.zeros((len(samples), NUM_LANDMARKS, 2), dtype=np.float32)
-    batches = _FaceBatches(predictor, pred, batch_size, crops_on_device)
-    ends = np.cumsum([len(rows) for rows in by_image.values()])  # faces queued after each image
-    reported = 0
+    images = prefetched(lambda name: read_image(resolve_image(images_dir, name), name=name), by_image, READ_AHEAD)
+    finished = reported = 0
 
     def report() -> None:
         nonlocal reported
-        finished = int(np.searchsorted(ends, batches.done, side="right"))
         if progress is not None and finished > reported:
             progress(finished, len(by_image))
         reported = finished
 
-    images = _read_ahead([(resolve_image(images_dir, name), name) for name in by_image])
-    try:
+    def items():
         for done, (image, indices) in enumerate(zip(images, by_image.values())):
+            report()  # the batcher asks for the next image once the finished ones are handed out
             if cancel is not None and cancel():
                 raise EvaluationCancelled(f"cancelled after {done} of {len(by_image)} images")
-            if box_mode == "detector":
-                rects = [np.asarray(samples[i].box, np.float64) for i in indices]
-                boxes, lost = _detector_boxes(predictor, image, rects)
-                if missed is not None:
-                    missed.extend(i for i, m in zip(indices, lost) if m)
-            else:
-                boxes = [crop_box(samples[i], box_mode) for i in indices]
-            batches.add(image, np.asarray(boxes, dtype=np.float64).reshape(-1, 4), indices)
-            report()
+            boxes = _boxes(predictor, image, [samples[i] for i in indices], box_mode, indices, missed)
+            yield tuple(indices), image, box_matrices(boxes, predictor.input_size)
+
+    try:
+        for indices, points, _ in batcher.run(items()):
+            pred[list(indices)] = points
+            finished += 1
     finally:
         images.close()  # stops the read-ahead threads on cancel or error
-    batches.finish()
     report()
     return pred
 
 
-def evaluate_samples(model: LandmarkRegressor | Predictor, samples: list[Sample], images_dir: str | os.PathLike, *,
-                     box_mode: str = "landmarks", batch_size: int = DEFAULT_BATCH_SIZE,
-                     device: str | torch.device | None = None, flip_test: bool = True,
-                     flip_convention: str = DEFAULT_FLIP_CONVENTION, input_size: int | None = None) -> dict:
-    """Image-space NME of a model on these faces (the training loop's evaluation can call this).
-
-    Args:
-        model: a ``LandmarkRegressor`` (unwrap DDP / ``torch.compile`` first; it is moved to
-            ``device`` and set to eval mode) or a ready ``Predictor`` (then ``device``,
-            ``flip_test``, ``flip_convention`` and ``input_size`` are the predictor's own and
-            must be left at their defaults).
-        samples, images_dir, box_mode, batch_size: as ``predict_samples``.
-        device: "auto"/None (CUDA when present), "cpu", "cuda" or "cuda:N".
-        flip_test, flip_convention: the test-time flip (``model.codec``).
-        input_size: crop side in pixels (default 256).
-
-    Returns:
-        {"nme", "fr", "auc", "num_faces"} fractions (fp32 points, float64 metrics), "per_image"
-        np.ndarray[N] and "pred" np.ndarray[N, 98, 2] float32 image pixels.
-    """
-    if isinstance(model, Predictor):
-        given = (device, flip_test, flip_convention, input_size) != (None, True, DEFAULT_FLIP_CONVENTION, None)
-        if given:
-            raise ValueError("evaluate_samples: a Predictor carries its own device, flip test, flip convention "
-                             "and input size; pass a LandmarkRegressor to set them here")
-        predictor = model
-    else:
-        predictor = Predictor(model, device=device, flip_test=flip_test, flip_convention=flip_convention,
-                              backend="torch", input_size=input_size)
-    pred = predict_samples(predictor, samples, images_dir, box_mode, batch_size=batch_size)
-    per_image = nme(pred, np.stack([s.landmarks for s in samples]))
-    return {**summarize(per_image), "per_image": per_image, "pred": pred}
+def _boxes(predictor: Predictor, image: np.ndarray, faces: list[Sample], box_mode: str, indices: list[int],
+           missed: list[int] | None) -> np.ndarray:
+    """(F, 4) crop boxes of one image's faces under ``box_mode`` (``detector``: MTCNN's, see ``_detector_boxes``)."""
+    if box_mode != "detector":
+        return np.asarray([crop_box(s, box_mode) for s in faces], dtype=np.float64).reshape(-1, 4)
+    boxes, lost = _detector_boxes(predictor, image, [np.asarray(s.box, np.float64) for s in faces])
+    if missed is not None:
+        missed.extend(i for i, m in zip(indices, lost) if m)
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
 # ----------------------------------------------------------------------------- evaluation

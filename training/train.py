@@ -45,6 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from model.backends import torch_forward
 from model.cli import add_model_arguments, device_arg
 from model.codec import FLIP_CONVENTIONS, check_flip_convention, predict_crops
 from model.constants import INPUT_SIZE
@@ -248,8 +249,8 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, f
     preds, gts = [], []
     for batch in loader:
         images = batch["image"].to(device)
-        preds.append(predict_crops(lambda crops: model(normalize(crops)).float(), images, images.shape[1],
-                                   flip_test, flip_convention))
+        preds.append(predict_crops(lambda crops: torch_forward(model, crops), images, images.shape[1],
+                                   flip_test, flip_convention)[0])
         gts.append(batch["target"].numpy())
     pred, gt = np.concatenate(preds), np.concatenate(gts)
     per_image = nme(pred, gt)

@@ -1,8 +1,9 @@
 """One builder per tab of the page (``app.ui.build_demo`` calls them in order): each lays out its
 components, wires its own events and returns only the handles a later tab needs.
 
-Shared here: ``bind`` (a callback with the ``AppContext`` bound) and the still-image concurrency
-group ``NETWORK`` that every listener running the detector or the network on an upload joins.
+Shared here: ``bind`` (a callback with the ``AppContext`` bound) and ``network_group``, the
+listener keywords of the still-image concurrency group (``app.serving.NETWORK``, where every
+concurrency group and limit is set).
 """
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ import inspect
 import typing
 
 from app.context import AppContext
-
-# Concurrency group of every still-image listener that runs the detector or the landmark network.
-NETWORK = "network"
-NETWORK_CONCURRENCY = 1
+from app.serving import NETWORK, concurrency
 
 
 def bind(fn, ctx: AppContext):
@@ -38,4 +36,4 @@ def bind(fn, ctx: AppContext):
 
 def network_group() -> dict:
     """Listener keywords of the still-image group that runs the detector and the network."""
-    return dict(concurrency_id=NETWORK, concurrency_limit=NETWORK_CONCURRENCY)
+    return concurrency(NETWORK)

@@ -13,7 +13,7 @@ from app import browser, compare, stored_predictions
 from app.context import AppContext
 from app.tabs import bind
 from app.wflw_data import RANKINGS
-from app.wflw_faces import LEGEND_TEXT
+from model.draw import LEGEND_TEXT
 from model.layout import NUM_LANDMARKS
 
 # The browser's batch computation: its own concurrency group (not the still-image one), one at a time.

@@ -329,18 +329,6 @@ def resolve_image(images_dir: str | os.PathLike, relative: str) -> Path:
     return folder / path.name
 
 
-def subset_flags(samples: list[Sample], subset_lists: dict[str, list[Sample]]) -> np.ndarray:
-    """(N, 6) bool membership of ``samples`` in the subset lists (matched by image and points)."""
-    flags = np.zeros((len(samples), len(ATTRIBUTES)), dtype=bool)
-    index = {s.key(): i for i, s in enumerate(samples)}
-    for j, name in enumerate(ATTRIBUTES):
-        for s in subset_lists.get(name, []):
-            i = index.get(s.key())
-            if i is not None:
-                flags[i, j] = True
-    return flags
-
-
 def attribute_matrix(samples: list[Sample]) -> np.ndarray:
     """(N, 6) bool attribute flags; samples without flags count as in no subset."""
     return np.array([s.attributes or (False,) * len(ATTRIBUTES) for s in samples], dtype=bool).reshape(-1, len(ATTRIBUTES))
@@ -351,7 +339,7 @@ def load_test_split(tree: WFLWTree) -> tuple[list[Sample], np.ndarray]:
 
     The flags are the raw test list's six attribute columns: ``load_wflw_txt`` reads that file
     only with them (207 fields a line), and they hold the same membership as the subset lists
-    ``list_98pt_test/`` (``subset_flags`` matches those by image and points). Raises
+    ``list_98pt_test/`` (the same faces, matched by image and points). Raises
     ``ValueError`` naming the file when the test list is empty.
     """
     samples = load_wflw_txt(tree.annotations("test"))

@@ -121,7 +121,7 @@ def test_default_predictor_agrees_with_eager_within_the_bound(tmp_path, monkeypa
     fast = Predictor(weights=model, device="cpu")  # the default: the fastest path within the bound
     assert fast.backend_name == DEFAULT_CPU_BACKEND
     crops = crop_faces(image, boxes)[0]
-    deviation = np.linalg.norm(fast.predict_crops(crops) - eager.predict_crops(crops), axis=-1).mean() * INPUT_SIZE
+    deviation = np.linalg.norm(fast.runner(crops) - eager.runner(crops), axis=-1).mean() * INPUT_SIZE
     assert deviation < ACCURACY_BOUND_PX
     # the same agreement through predict_boxes, in image pixels (crop side / 256 px per crop pixel)
     side = CROP_PADDING * (boxes[:, 2:] - boxes[:, :2]).max(axis=1)

@@ -79,13 +79,19 @@ def test_flip_pair_and_predict_crops_with_a_column_regressor():
     np.testing.assert_allclose(direct[:, 0, 0], [10 / 64, 40 / 64])
     # the mirror's column is 63 - x; flipped back under 1.x: 1 - (63 - x) / 64 - 1 / 64 = x / 64 exactly
     np.testing.assert_allclose(mirrored, direct, atol=1e-7)
-    np.testing.assert_allclose(predict_crops(_column_regressor, crops, 64, flip_test=True), direct, atol=1e-7)
+    mean, errors = predict_crops(_column_regressor, crops, 64, flip_test=True)
+    np.testing.assert_allclose(mean, direct, atol=1e-7)
+    assert errors.shape == (2,) and np.isnan(errors).all()  # every point on one spot: no inter-ocular distance
+    plain, none = predict_crops(_column_regressor, crops, 64, flip_test=False)
+    np.testing.assert_array_equal(plain, direct)
+    assert none is None
     # under 0.x the same pair is 1/64 apart, and the flip-test mean sits half-way
     _, mirrored_0x = flip_pair(_column_regressor, crops, 64, "0.x")
     np.testing.assert_allclose(mirrored_0x[..., 0] - direct[..., 0], 1 / 64, atol=1e-7)
-    mean_0x = predict_crops(_column_regressor, crops, 64, flip_test=True, convention="0.x")
+    mean_0x, _ = predict_crops(_column_regressor, crops, 64, flip_test=True, convention="0.x")
     np.testing.assert_allclose(mean_0x[..., 0] - direct[..., 0], 0.5 / 64, atol=1e-7)
-    assert predict_crops(_column_regressor, crops[:0], 64).shape == (0, 98, 2)
+    empty, no_errors = predict_crops(_column_regressor, crops[:0], 64)
+    assert empty.shape == (0, 98, 2) and no_errors.shape == (0,)
 
 
 def test_flip_pair_takes_torch_crops_in_one_forward():

@@ -4,7 +4,7 @@ import pytest
 
 from model.detector import Detections
 from model.draw import (BOX_COLOR, ERROR_COLOR, GT_COLOR, LABEL_BACK_COLOR, LEGEND, MTCNN_COLOR, OUTLINE_COLOR,
-                        PRED_POINT_COLORS, box_label, css_hex, draw_box, draw_detections, draw_faces, draw_five_points,
+                        PRED_POINT_COLORS, css_hex, draw_box, draw_detections, draw_faces, draw_five_points,
                         draw_ground_truth, draw_landmarks, drawing_scale, label_segments, layout_labels, legend_html,
                         draw_on_crops)
 from model.image import read_image
@@ -58,13 +58,6 @@ def test_faces_boxes_labels_and_five_points():
 def _near(pixel, colour, tol=40) -> bool:
     """One pixel within ``tol`` of ``colour`` on every channel (anti-aliased strokes blend)."""
     return bool((np.abs(pixel.astype(int) - colour) <= tol).all())
-
-
-def test_box_label_by_hand():
-    assert box_label(2, 0.99449) == "#2 0.994"
-    assert box_label(None, 1.0) == "1.000"
-    assert box_label(7, None) == "#7"
-    assert box_label(None, None) is None
 
 
 def test_detections_drawn_with_boxes_numbers_and_five_points():

@@ -8,7 +8,7 @@ from model.geometry import box_to_crop, landmark_box
 from model.layout import ATTRIBUTES, NUM_LANDMARKS
 from model.formats.wflw import (RAW_FIELDS, SUBSET_FIELDS, Sample, crop_box, find_wflw_root,
                            format_wflw_line, load_test_split, load_wflw_json, load_wflw_txt, parse_wflw_line,
-                           resolve_image, subset_flags, write_wflw_txt)
+                           resolve_image, write_wflw_txt)
 
 
 def _sample(rng, attributes=(True, False, False, True, False, False)) -> Sample:
@@ -94,8 +94,7 @@ def test_load_test_split(tmp_path, synthetic_root):
     assert [s.image for s in samples] == [s.image for s in load_wflw_txt(tree.annotations("test"))]
     assert flags.shape == (len(samples), len(ATTRIBUTES)) and flags.dtype == bool
     # the flag columns are the subset lists' membership
-    lists = {name: load_wflw_txt(tree.subset_list(name)) for name in ATTRIBUTES}
-    np.testing.assert_array_equal(flags, subset_flags(samples, lists))
+    np.testing.assert_array_equal(flags, _membership(tree, samples))
     assert flags.any() and not flags.all()
     empty = type(tree)(tmp_path)
     write_wflw_txt(empty.annotations("test"), [])
@@ -177,11 +176,16 @@ def test_find_wflw_root(tmp_path, synthetic_root):
         find_wflw_root(tmp_path)
 
 
+def _membership(tree, samples) -> np.ndarray:
+    """(N, 6) bool: whether each face (image and points, ``Sample.key``) is in each subset list."""
+    keys = {name: {s.key() for s in load_wflw_txt(tree.subset_list(name))} for name in ATTRIBUTES}
+    return np.array([[s.key() in keys[name] for name in ATTRIBUTES] for s in samples], dtype=bool)
+
+
 def test_subset_lists_match_flags(synthetic_root):
     tree = find_wflw_root(synthetic_root)
     test = load_wflw_txt(tree.annotations("test"))
-    lists = {name: load_wflw_txt(tree.subset_list(name)) for name in ATTRIBUTES}
-    np.testing.assert_array_equal(subset_flags(test, lists), np.array([s.attributes for s in test]))
+    np.testing.assert_array_equal(_membership(tree, test), np.array([s.attributes for s in test]))
 
 
 def test_training_wflw_names_the_same_objects():

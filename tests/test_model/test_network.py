@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from model.network import (
-    CheckpointError, checkpoint_input_size, load_checkpoint, load_regressor, normalize,
+    CheckpointError, load_checkpoint, load_regressor, normalize,
     read_checkpoint, read_config,
 )
 
@@ -221,7 +221,7 @@ def test_published_file_with_mmcv_meta_loads_and_reproduces_outputs(tmp_path, ra
     meta = read_checkpoint(path)["meta"]
     assert type(meta["hook_msgs"]["best_score"]) is np.float64 and meta["hook_msgs"]["best_score"] == 0.04436
     assert "optimizer" not in read_checkpoint(path) and meta["epoch"] == 206
-    assert read_config(path) == {} and checkpoint_input_size(path) is None  # an mmpose file has no config
+    assert read_config(path) == {}  # an mmpose file has no config
 
 
 def test_numpy_data_beyond_numbers_is_refused_by_name(tmp_path, random_regressor):
@@ -287,7 +287,7 @@ def _project_checkpoint(path: Path, state, input_size) -> Path:
 def test_project_checkpoint_config_and_input_size(tmp_path, random_regressor):
     path = _project_checkpoint(tmp_path / "p128.pth", random_regressor.state_dict(), 128)
     assert read_config(path) == {"input_size": 128, "lr": 5e-4}
-    assert checkpoint_input_size(path) == 128
+    assert read_config(path)["input_size"] == 128
     model, config = load_checkpoint(path)
     assert config["input_size"] == 128 and not model.training
     torch.testing.assert_close(_outputs(model), _outputs(random_regressor), rtol=0, atol=0)
@@ -295,7 +295,7 @@ def test_project_checkpoint_config_and_input_size(tmp_path, random_regressor):
         bad_path = _project_checkpoint(tmp_path / "bad.pth", {}, bad)
         with pytest.raises(CheckpointError, match=rf"bad.pth: config.input_size must be a whole number of at "
                                                   rf"least 16 pixels, got {bad!r}"):
-            checkpoint_input_size(bad_path)
+            read_config(bad_path)
 
 
 def test_loads_in_several_threads_keep_the_numpy_allow_list(tmp_path):

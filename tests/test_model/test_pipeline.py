@@ -14,6 +14,7 @@ from model.image import read_image
 from model.layout import FLIP_INDICES
 from model.network import LandmarkRegressor
 from model.order import reading_order
+from model.selection import FaceFilter
 from model.pipeline import Face, Predictor, detections_record, max_faces_note, pick_device, to_record
 from tests.helpers import constant_regressor
 
@@ -101,8 +102,7 @@ def test_faces_come_in_reading_order_on_a_real_group_photo(shape01, detector, sh
     assert [f.score for f in faces] != pytest.approx(sorted(detections.scores.tolist(), reverse=True))
     centres_y = (boxes[:, 1] + boxes[:, 3]) / 2
     assert centres_y[0] <= centres_y.max()  # the first face is not below the whole group
-    few = Predictor.from_parts(predictor.parts, flip_test=False, max_faces=2)
-    kept = few.faces_from_detections(image, detections)
+    kept = predictor.faces_from_detections(image, detections, FaceFilter(max_faces=2))
     assert sorted(f.score for f in kept) == pytest.approx(sorted(detections.scores.tolist(), reverse=True)[:2])
     assert reading_order([f.box for f in kept]) == [0, 1]
 
@@ -131,7 +131,7 @@ def test_device_and_argument_checks(random_regressor):
     assert pick_device(torch.device("cpu")).type == "cpu" and pick_device(" CPU ").type == "cpu"
     with pytest.raises(ValueError, match="device 'cuda:99' was requested"):
         pick_device("cuda:99")
-    with pytest.raises(ValueError, match="max_faces must be at least 1, got 0"):
+    with pytest.raises(ValueError, match=r"max_faces \(most faces per image\) must be a whole number of at least 1, got 0"):
         Predictor(random_regressor, device="cpu", max_faces=0)
     with pytest.raises(ValueError, match="input_size must be at least 16 pixels, got 8"):
         Predictor(random_regressor, device="cpu", input_size=8)
@@ -272,7 +272,9 @@ def test_flip_convention_reaches_the_codec(shape01, convention, shift):
     """A point at x mirrors back to 1 - x - shift: the flip-test mean of a constant output moves by
     shift / 2 between the conventions."""
     predictor = Predictor(constant_regressor(shape01), device="cpu", flip_convention=convention, backend="torch")
-    out = predictor.predict_crops(np.zeros((1, 256, 256, 3), np.uint8))[0]
+    # a box whose padded square is the whole 256 x 256 image: crop pixels = image pixels
+    box = np.array([[25.6, 25.6, 230.4, 230.4]])
+    out = predictor.predict_boxes(np.zeros((256, 256, 3), np.uint8), box)[0] / 256
     mirrored_x = 1 - shape01[FLIP_INDICES, 0] - shift
     np.testing.assert_allclose(out[:, 0], (shape01[:, 0] + mirrored_x) / 2, atol=1e-6)
     assert predictor.flip_convention == convention

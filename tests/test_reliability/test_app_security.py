@@ -16,7 +16,7 @@ from gradio.utils import _parse_file_size
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app.__main__ import MAX_FILE_SIZE as MAX_FILE_SIZE_TEXT
+from app.serving import MAX_FILE_SIZE as MAX_FILE_SIZE_TEXT
 from tests.helpers import REPO
 from model.formats.wflw import WFLWTree
 
