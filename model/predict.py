@@ -77,21 +77,20 @@ def process(predictor: Predictor, image_path: Path, image: np.ndarray, outputs: 
         write_image(path, draw_faces(image, faces, labels=args.labels, numbers=list(range(1, len(faces) + 1))))
 
 
+def _load_predictor(args: argparse.Namespace) -> Predictor:
+    return Predictor(weights=args.weights, device=args.device, flip_test=not args.no_flip, max_faces=args.max_faces,
+                     backend=args.backend)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     images = find_images(args.images)
     if not images:
         print(f"error: no image files in {', '.join(map(str, args.images))}", file=sys.stderr)
         return 1
-    try:
-        predictor = Predictor(weights=args.weights, device=args.device, flip_test=not args.no_flip,
-                              max_faces=args.max_faces, backend=args.backend)
-    except (OSError, ValueError) as exc:  # missing/unreadable weights, offline, absent GPU, bad option
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     folder_out = any(o is not None and o.is_dir() for o in (args.json_out, args.out_image))
     outputs = BatchOutputs(images, several=len(images) > 1 or any(p.is_dir() for p in args.images) or folder_out)
-    failed = unwritten = 0
+    predictor, failed, unwritten = None, 0, 0
     for image_path in images:
         try:
             image = read_image(image_path)
@@ -99,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
+        if predictor is None:  # loaded once a first input is known good: a bad file is named first
+            try:
+                predictor = _load_predictor(args)
+            except (OSError, ValueError) as exc:  # missing/unreadable weights, offline, absent GPU, bad option
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
         try:
             process(predictor, image_path, image, outputs, args)
         except (OSError, ValueError) as exc:

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.common import REPO
+from bench.common import SHARED_DATA as SHARED_DATA  # re-exported: the tests' path to ../shared/data
 from model.layout import NUM_LANDMARKS
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 ARTIFACTS = REPO / "test-artifacts"
 
 # Debian's chromium, driven by Playwright (never `playwright install`), with nothing phoning home.

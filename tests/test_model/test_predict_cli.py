@@ -68,6 +68,17 @@ def test_missing_weights_file_is_a_clear_error(tmp_path, shared_data):
     assert "Traceback" not in result.stderr
 
 
+def test_an_unreadable_image_is_named_before_any_weights_load(tmp_path):
+    """Offline with no weights, a text file named like a photo is reported as what it is, not as
+    missing weights: the weights load only once a first input is known good."""
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("shopping list\n")
+    result = run_cli(notes, "--weights", tmp_path / "none.pth")
+    assert result.returncode == 1, result.stderr
+    assert "notes.jpg: not a recognised image format" in result.stderr
+    assert "weights" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_128_px_checkpoint_runs_128_px_crops_in_the_cli(tmp_path, shared_data):
     """A constant regressor saved as a 128-px project checkpoint: with flip test the mean of a point and
     its mirror depends on the crop size only through the 1/size flip shift, so the written landmarks
