@@ -7,7 +7,7 @@ uint8 NHWC crops as they come from ``cv2.warpAffine`` and do the transpose, cast
 normalisation inside the graph (no float copy in numpy). The int8 graph is quantised statically
 (per-channel weights, activation ranges calibrated on face crops) and keeps the final Linear in
 fp32. Which backend wins, and by how much, is measured by ``python -m bench``
-(its figures are in the README's performance section); ``DEFAULT_CPU_BACKEND`` records the
+(its figures are in docs/performance.md); ``DEFAULT_CPU_BACKEND`` records the
 outcome: ONNX Runtime fp32. The int8 graph runs the network about twice as fast but its landmarks
 moved by several pixels from the fp32 model's on the benchmark checkpoint, far outside the
 ``ACCURACY_BOUND_PX`` bound, so it is opt-in.
@@ -41,7 +41,7 @@ TORCH, ONNX, ONNX_INT8, AUTO = "torch", "onnx", "onnx-int8", "auto"
 BACKENDS = (TORCH, ONNX, ONNX_INT8)
 
 # Arithmetic of the torch backend: fp32 on every device by default (as mmpose evaluates); bf16
-# autocast only when asked (faster on recent GPUs; it moves points by about 0.1 px, see the README).
+# autocast only when asked (faster on recent GPUs; it moves points by about 0.1 px, see docs/performance.md).
 FP32, BF16 = "fp32", "bf16"
 PRECISIONS = (FP32, BF16)
 
