@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import itertools
 import shlex
+import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -93,11 +94,10 @@ def session(ctx: AppContext, request: gr.Request | None = None):
             progress(ctx, name))
 
 
-def _status(store, index: int, image: str, name: str) -> str:
+def _status(index: int, name: str, fixes: int) -> str:
     """The status line of a face just opened: it names that face (never the last one edited)."""
     if not name:
         return f"Face {index} open."
-    fixes = len(store.get(index, image, reviewer=name)["corrections"])
     return f"Face {index} open · {fixes} point{'s' if fixes != 1 else ''} corrected by {name}."
 
 
@@ -123,7 +123,7 @@ def open_face(ctx: AppContext, index, reviewer: str | None = None, request: gr.R
     editable = bool(name)
     return (value, gr.update(value=stored["verdict"], interactive=editable),
             gr.update(value=stored["note"], interactive=editable), gr.update(interactive=editable),
-            text, progress(ctx, name), index, index, _status(store, index, ts.samples[index].image, name))
+            text, progress(ctx, name), index, index, _status(index, name, len(stored["corrections"])))
 
 
 def reopen(ctx: AppContext, face, reviewer: str | None, request: gr.Request | None = None):
@@ -243,29 +243,36 @@ def export(ctx: AppContext, reviewer: str | None = None, request: gr.Request | N
     """Write everything stored, by every reviewer, to a new folder that stays (``export_root``):
     ``review.csv``, ``review.json`` and the corrected annotations (WFLW: the corrected test list; an
     annotate dataset: the reviewed dataset ``dataset/`` and ``dataset.zip``, the same with its photos).
+    An export that fails leaves no folder behind.
 
     Returns:
         (paths offered for download, Markdown naming the folder and the command to run on it).
     """
-    ts, store = _ready(ctx)
-    by = reviewer_name(reviewer, request) or None
+    _ready(ctx)
     try:
         folder = new_export_folder(export_root(ctx))
-        atomic_write_text(folder / "review.csv", store.export_csv())
-        atomic_write_text(folder / "review.json", store.export_json(provenance(ctx), exported_by=by))
-        if ts.kind == "annotate":
-            summary = export_annotated(ts, store, folder / "dataset", exported_by=by)
-            files = [zip_dataset(summary["root"], folder / "dataset.zip")]
-        else:
-            txt_path = folder / "list_98pt_rect_attr_test_corrected.txt"
-            write_wflw_txt(txt_path, store.corrected_samples(ts.samples, image_sizes=image_sizes(ctx)))
-            summary, files = None, [txt_path]
     except OSError as exc:  # a dataset folder that cannot be written: say where and what to do
-        raise gr.Error(f"The export could not be written: {exc}. Start the app with --export-dir FOLDER "
+        raise gr.Error(f"The export folder could not be made: {exc}. Start the app with --export-dir FOLDER "
                        "to export elsewhere.", print_exception=False) from None
-    except ValueError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
-    return [str(folder / "review.csv"), str(folder / "review.json"), *map(str, files)], export_summary(folder, summary)
+    try:
+        files, dataset = _write_export(ctx, folder, reviewer_name(reviewer, request) or None)
+    except (OSError, ValueError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise gr.Error(f"The export could not be written: {exc}", print_exception=False) from None
+    return [str(f) for f in files], export_summary(folder, dataset)
+
+
+def _write_export(ctx: AppContext, folder: Path, by: str | None) -> tuple[list[Path], dict | None]:
+    """Fill the new export ``folder`` (see ``export``): (the files to offer, the dataset summary or None)."""
+    ts, store = ctx.testset, ctx.store
+    files = [atomic_write_text(folder / "review.csv", store.export_csv()),
+             atomic_write_text(folder / "review.json", store.export_json(provenance(ctx), exported_by=by))]
+    if ts.kind == "annotate":
+        dataset = export_annotated(ts, store, folder / "dataset", exported_by=by)
+        return files + [zip_dataset(dataset["root"], folder / "dataset.zip")], dataset
+    txt_path = folder / "list_98pt_rect_attr_test_corrected.txt"
+    write_wflw_txt(txt_path, store.corrected_samples(ts.samples, image_sizes=image_sizes(ctx)))
+    return files + [txt_path], None
 
 
 def export_summary(folder: Path, dataset: dict | None) -> str:

@@ -315,7 +315,7 @@ def test_plus_and_minus_keys_zoom_and_colours_come_from_model_draw(page):
     assert _view_width(page) == pytest.approx(fit, rel=1e-3)
 
     rgb = lambda c: "rgb({}, {}, {})".format(*c)  # noqa: E731  (the browser's computed-style form)
-    ring = page.locator(f"#review-editor .le-gt:not(.le-hit):not(.le-fixed)").first
+    ring = page.locator("#review-editor .le-gt:not(.le-hit):not(.le-fixed)").first
     assert ring.evaluate("e => getComputedStyle(e).stroke") == rgb(GT_COLOR)
     dot = page.locator("#review-editor .le-pred").nth(POINT)
     assert dot.evaluate("e => getComputedStyle(e).fill") == rgb(REGION_COLORS[POINT_REGION[POINT]])

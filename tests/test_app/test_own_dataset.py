@@ -297,3 +297,25 @@ def _phone_toggles(browser_factory, url: str, artifacts_dir) -> None:
     page.locator("#review-editor .le-bar").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts_dir / "app-own-review-phone.png"))
     page.close()
+
+
+def test_a_failed_export_says_why_and_leaves_no_folder(annotated, tmp_path):
+    """A photo gone from the dataset since it was annotated, and an export folder that cannot be made."""
+    root = tmp_path / "copy"
+    shutil.copytree(annotated, root, ignore=shutil.ignore_patterns(EXPORTS_DIR))
+    testset = WFLWTestSet.load(root)
+    gone = testset.tree.images / testset.samples[0].image
+    gone.unlink()
+    context = AppContext(predictor=None, detector=None, testset=testset, store=ReviewStore(tmp_path / "r.sqlite"),
+                         output_dir=tmp_path / "out")
+    try:
+        with pytest.raises(gr.Error, match=f"The export could not be written: .*{re.escape(gone.name)}"):
+            review.export(context, REVIEWER)
+        assert list((root / EXPORTS_DIR).iterdir()) == []  # the half-written folder is gone
+
+        context.export_dir = tmp_path / "a-file"
+        context.export_dir.write_text("not a folder")
+        with pytest.raises(gr.Error, match="The export folder could not be made: .*Start the app with --export-dir"):
+            review.export(context, REVIEWER)
+    finally:
+        context.close()
