@@ -68,6 +68,8 @@ class AppContext:
         output_dir: where downloads (JSON, CSV, annotation files) are written; served by the app.
             ``None`` (default): a new ``landmark-studio-<pid>-*`` folder, removed by ``close()``; a
             folder given is left in place.
+        export_dir: where review exports go (``python -m app --export-dir``); ``None``: ``exports/``
+            inside the dataset's ROOT (``app.review.export_root``). Exports are never removed.
         engine: the inference engine (``None`` without a model); stopped by ``close()``.
     """
 
@@ -78,6 +80,7 @@ class AppContext:
     wflw_message: str = ""
     store: object | None = None
     output_dir: Path | None = None
+    export_dir: Path | None = None
     engine: InferenceEngine | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:

@@ -13,7 +13,10 @@ the Next, Previous and Next-unreviewed buttons (``HOTKEY_TARGETS``), while the e
 and no text box has the focus.
 
 Colours are ``model.draw``'s, passed in as props (one legend with the browser and upload views):
-ground truth rings, the prediction's dots in region colours, error lines.
+ground truth rings, the prediction's dots in region colours, error lines. A corrected point's old
+position is a white cross outlined in black, seen on dark and light skin alike. Until the face has
+predictions, the prediction and error toggles are off and disabled, and the toolbar says why
+(``NO_PREDICTIONS``).
 
 The value is the dict built by ``editor_value`` (or ``None``: no face open).
 """
@@ -35,6 +38,9 @@ ELEM_ID = "review-editor"
 HOTKEY_TARGETS = {"n": "review-next", "p": "review-previous", "u": "review-next-unreviewed"}
 VERDICT_ELEM_ID = "review-verdict"
 JPEG_QUALITY = 90
+# Shown in the toolbar while the open face has no predictions (its prediction and error toggles are disabled).
+NO_PREDICTIONS = ("No predictions yet: compute them in the WFLW browser (Compute predictions) or start the app "
+                  "with --predictions FILE.")
 
 HTML_TEMPLATE = '<div class="le-host"></div>'
 # The editor's program and style, files beside this module (read when the component is built).
@@ -54,7 +60,8 @@ def point_editor(verdicts: tuple[str, ...]) -> gr.HTML:
     """The editor component (custom events ``move`` and ``unmove``), with no face open."""
     return gr.HTML(None, html_template=HTML_TEMPLATE, css_template=EDITOR_CSS.read_text(encoding="utf-8"),
                    js_on_load=EDITOR_JS.read_text(encoding="utf-8"), elem_id=ELEM_ID, verdicts=list(verdicts),
-                   verdict_id=VERDICT_ELEM_ID, hotkeys=HOTKEY_TARGETS, colors=editor_colors(), legend=legend_words())
+                   verdict_id=VERDICT_ELEM_ID, hotkeys=HOTKEY_TARGETS, colors=editor_colors(), legend=legend_words(),
+                   no_predictions=NO_PREDICTIONS)
 
 
 def _data_uri(image_rgb: np.ndarray) -> str:

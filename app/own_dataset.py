@@ -7,6 +7,10 @@ fails), so that it is self-contained and ``training.train`` / ``training.evaluat
 point corrections are applied; a face whose latest verdict is "not a face" is left out; a face
 that was corrected, or given the verdict "fixed", or was already human-made, gets
 ``source: "human"``, every other face keeps ``source: "model"``.
+
+Every review export goes to a new folder of its own (``new_export_folder``), by default
+``ROOT/exports/<UTC time>/`` beside the dataset, and is never overwritten or removed by the app;
+``zip_dataset`` packs an exported dataset, photos included, so that the zip is a dataset too.
 """
 from __future__ import annotations
 
@@ -14,12 +18,20 @@ import math
 import os
 import shutil
 import time
+import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 from app.review_store import FIXED, NOT_A_FACE, ReviewStore, face_key, iso_time
 from model.formats.coco import read_coco, write_coco
 from model.formats.dataset import DatasetTree
-from model.formats.wflw import ANNOTATIONS_DIR, resolve_image, write_wflw_txt
+from model.formats.wflw import resolve_image, write_wflw_txt
+from model.io import atomic_write
+
+# Default home of the review exports: this folder inside the loaded dataset's ROOT.
+EXPORTS_DIR = "exports"
+# Files a zip stores as they are (already compressed); everything else is deflated.
+_STORED_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".zip"}
 
 
 def face_sources(ts, store: ReviewStore) -> tuple[list[str], list[str | None]]:
@@ -64,8 +76,9 @@ def _place_image(ts, name: str, images_dir: Path) -> None:
         shutil.copy2(source, target)
 
 
-def export_annotated(ts, store: ReviewStore, out: str | os.PathLike) -> dict:
-    """Write the reviewed dataset to the new folder ``out`` (see the module docstring).
+def export_annotated(ts, store: ReviewStore, out: str | os.PathLike, exported_by: str | None = None) -> dict:
+    """Write the reviewed dataset to the new folder ``out`` (see the module docstring); ``exported_by``
+    (the account or reviewer who asked) is kept in ``annotations.json``'s ``info.review``.
 
     Returns:
         ``{"root": Path, "faces": kept, "human": human-made among them, "left_out": "not a face" count}``.
@@ -83,8 +96,9 @@ def export_annotated(ts, store: ReviewStore, out: str | os.PathLike) -> dict:
                                                   if keep[i] and ts.split_of(i) == split])
     kept = [i for i in range(len(samples)) if keep[i]]
     human = sum(sources[i] == "human" for i in kept)
-    info = {**info, "review": {"exported": iso_time(time.time()), "from": str(ts.tree.root), "faces": len(kept),
-                               "human": human, "not_a_face": len(samples) - len(kept)}}
+    info = {**info, "review": {"exported": iso_time(time.time()), "exported_by": exported_by,
+                               "from": str(ts.tree.root), "faces": len(kept), "human": human,
+                               "not_a_face": len(samples) - len(kept)}}
     info.pop("keypoint_scheme", None)
     write_coco(tree.coco, records, info=info)
     for record in records:
@@ -92,12 +106,33 @@ def export_annotated(ts, store: ReviewStore, out: str | os.PathLike) -> dict:
     return {"root": out, "faces": len(kept), "human": human, "left_out": len(samples) - len(kept)}
 
 
-def zip_annotations(root: str | os.PathLike, zip_base: str | os.PathLike) -> Path:
-    """A zip of an exported dataset's annotations (the lists and ``annotations.json``; the images
-    stay where they are): ``zip_base`` + ``.zip``."""
-    tree, staging = DatasetTree(Path(root)), DatasetTree(Path(f"{zip_base}-files"))
-    shutil.copytree(tree.root / ANNOTATIONS_DIR, staging.root / ANNOTATIONS_DIR)
-    shutil.copy2(tree.coco, staging.coco)
-    path = Path(shutil.make_archive(str(zip_base), "zip", root_dir=staging.root))
-    shutil.rmtree(staging.root)
-    return path
+def new_export_folder(parent: str | os.PathLike, now: float | None = None) -> Path:
+    """Create and return ``parent/<UTC time>`` (e.g. ``2026-11-24T14-18-53Z``), with ``-2``, ``-3``...
+    added when that name is taken: an export never lands in an earlier one's folder."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromtimestamp(time.time() if now is None else now, tz=timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+    for attempt in range(1, 1000):
+        folder = parent / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+        try:
+            folder.mkdir()  # atomic: two exports in the same second get different folders
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent}: 999 exports already carry the time {stamp}")
+
+
+def zip_dataset(root: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
+    """Pack the dataset at ``root`` (lists, ``annotations.json`` and the photos of ``WFLW_images/``,
+    read through their links) into ``zip_path``, every entry under a top folder named like ``root``:
+    unzipped, it is a dataset ROOT that ``training.train --wflw-root`` reads. Written atomically."""
+    root = Path(root)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w") as archive:
+            for path in files:
+                method = zipfile.ZIP_STORED if path.suffix.lower() in _STORED_SUFFIXES else zipfile.ZIP_DEFLATED
+                archive.write(path, f"{root.name}/{path.relative_to(root).as_posix()}", compress_type=method)
+
+    return atomic_write(zip_path, write)

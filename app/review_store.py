@@ -269,21 +269,24 @@ class ReviewStore:
             "corrections": {int(p): (float(x), float(y)) for p, x, y in points},
         }
 
-    def progress(self, reviewer: str | None = None) -> int:
-        """Number of faces with a verdict (by ``reviewer``, or by anyone when ``None``)."""
-        query = "SELECT COUNT(DISTINCT face_key) FROM reviews WHERE verdict IS NOT NULL"
+    def reviewed_keys(self, reviewer: str | None = None) -> set[str]:
+        """``face_key``s reviewed by ``reviewer`` (by anyone when ``None``).
+
+        The one rule of what counts as reviewed: a face with a verdict or with at least one corrected
+        point, the two things an export takes from a review (a verdict keeps, fixes or drops the face;
+        a corrected point changes it and makes it human-made). A note alone does not count.
+        """
+        query = ("SELECT face_key FROM reviews r WHERE (verdict IS NOT NULL OR EXISTS (SELECT 1 FROM corrections c "
+                 "WHERE c.face_key = r.face_key AND c.reviewer = r.reviewer))")
         args: tuple = ()
         if reviewer is not None:
             query, args = query + " AND reviewer = ?", (reviewer,)
         with self._lock:
-            return int(self._conn.execute(query, args).fetchone()[0])
+            return {row[0] for row in self._conn.execute(query, args).fetchall()}
 
-    def reviewed_keys(self, reviewer: str) -> set[str]:
-        """``face_key``s that ``reviewer`` has given a verdict."""
-        with self._lock:
-            rows = self._conn.execute("SELECT face_key FROM reviews WHERE verdict IS NOT NULL AND reviewer = ?",
-                                      (reviewer,)).fetchall()
-        return {r[0] for r in rows}
+    def progress(self, reviewer: str | None = None) -> int:
+        """Number of faces reviewed (``reviewed_keys``) by ``reviewer``, or by anyone when ``None``."""
+        return len(self.reviewed_keys(reviewer))
 
     def actions(self) -> list[dict]:
         """The action log, oldest first: ``{"time", "reviewer", "face_key", "action", "detail"}``."""
@@ -322,13 +325,13 @@ class ReviewStore:
                              r["note"], fixes, iso_time(r["updated"])])
         return out.getvalue()
 
-    def export_json(self, provenance: dict | None = None) -> str:
+    def export_json(self, provenance: dict | None = None, exported_by: str | None = None) -> str:
         """Verdicts, notes and corrections (point index -> [x, y] image pixels) as JSON, with ISO 8601
-        times and ``provenance`` (what produced the predictions that were reviewed)."""
+        times, ``provenance`` (what produced the predictions that were reviewed) and who exported."""
         records = [dict(r, corrections={str(p): xy for p, xy in r["corrections"].items()},
                         updated=iso_time(r["updated"])) for r in self.records()]
         return json.dumps({"schema_version": SCHEMA_VERSION, "exported": iso_time(time.time()),
-                           "provenance": provenance or {}, "faces": records}, indent=1)
+                           "exported_by": exported_by, "provenance": provenance or {}, "faces": records}, indent=1)
 
     def latest_verdicts(self) -> dict[str, str]:
         """``{face_key: verdict}``: per face, the verdict of the reviewer who acted on it last."""

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
@@ -179,7 +180,8 @@ class AppServer:
         self.log_offset = 0
 
     def start(self) -> "AppServer":
-        """Start the server and wait (polling its /gradio_api/info, up to ``SERVER_START_TIMEOUT``)."""
+        """Start the server and wait (polling its /gradio_api/info, up to ``SERVER_START_TIMEOUT``; a
+        401 answer, sign-in required, counts as up)."""
         self._log = open(self.log_path, "ab")
         self.log_offset = self._log.tell()  # the log file may hold earlier runs' output
         self.proc = subprocess.Popen([sys.executable, "-m", "app", *self.args, "--port", str(self.port)],
@@ -192,6 +194,10 @@ class AppServer:
                 with urllib.request.urlopen(self.url + "gradio_api/info", timeout=5) as r:
                     if r.status == 200:
                         return self
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401:  # up, with sign-in required (--auth-file)
+                    return self
+                time.sleep(0.5)
             except OSError:
                 time.sleep(0.5)  # polling a subprocess with a deadline, not waiting on a page
         self.stop()
@@ -222,6 +228,19 @@ class AppServer:
             self._log.close()
             self._log = None
         self.proc = None
+
+
+def open_tab(page, name: str) -> None:
+    """Open a tab of the page by name; on a phone the later tabs sit behind the "…" overflow button."""
+    from playwright.sync_api import expect
+
+    tab = page.get_by_role("tab", name=name)
+    if tab.count() and tab.is_visible():
+        tab.click()
+    else:
+        page.get_by_role("button", name="More tabs").click()
+        page.locator(".overflow-dropdown button", has_text=name).click()
+    expect(page.get_by_role("tab", name=name)).to_have_attribute("aria-selected", "true")
 
 
 def square_photo(path: Path, side: int) -> np.ndarray:

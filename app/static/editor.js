@@ -52,11 +52,15 @@ function build(h) {
   btn('Fit', 'Show the whole face', () => { S.view = {x: S.v.crop[0], y: S.v.crop[1], w: S.v.crop[2]}; draw(); }, 'le-fit');
   btn('Undo', 'Undo the last move (z)', undo, 'le-undo');
   btn('Redo', 'Redo (Shift+Z)', redo, 'le-redo');
+  const noPred = !S.v.pred;         // nothing to draw for these toggles until there are predictions
   for (const [key, text, swatch] of [['gt', props.legend.gt, GT], ['pred', props.legend.pred, 'region'],
                                      ['err', props.legend.error, ERR], ['labels', 'Labels', null]]) {
     const l = document.createElement('label');
     const c = document.createElement('input');
-    c.type = 'checkbox'; c.checked = show[key]; c.className = 'le-show-' + key;
+    const unavailable = noPred && (key === 'pred' || key === 'err');
+    c.type = 'checkbox'; c.checked = show[key] && !unavailable; c.disabled = unavailable;
+    c.className = 'le-show-' + key;
+    if (unavailable) { l.className = 'le-unavailable'; l.title = props.no_predictions; }
     c.addEventListener('change', () => { show[key] = c.checked; draw(); });
     l.appendChild(c);
     if (swatch) {                  // the legend: the same colours as the drawing below
@@ -67,6 +71,11 @@ function build(h) {
       l.appendChild(s);
     }
     l.appendChild(document.createTextNode(text)); bar.appendChild(l);
+  }
+  if (noPred) {
+    const note = document.createElement('span');
+    note.className = 'le-no-pred'; note.textContent = props.no_predictions;
+    bar.appendChild(note);
   }
   h.appendChild(bar);
   const svg = el('svg', {class: 'le-svg', preserveAspectRatio: 'xMidYMid meet'}, h);
@@ -104,9 +113,13 @@ function draw() {
     if (!show.gt) continue;
     const sel = S.selected === i, fixedNow = S.fixed.has(i);
     if (fixedNow) {
-      const [ox, oy] = v.gt[i], s = 3 * u;      // the annotation's original position: a small grey cross
-      el('path', {d: `M${ox - s},${oy - s}L${ox + s},${oy + s}M${ox - s},${oy + s}L${ox + s},${oy - s}`,
-                  stroke: '#bbb', 'stroke-width': 1 * u}, L.orig);
+      // The annotation's original position: a white cross outlined in black (seen on any photo).
+      const [ox, oy] = v.gt[i], s = 5 * u;       // a 10 px cross at every zoom
+      const cross = `M${ox - s},${oy - s}L${ox + s},${oy + s}M${ox - s},${oy + s}L${ox + s},${oy - s}`;
+      el('path', {d: cross, stroke: '#000', 'stroke-width': 3.5 * u, 'stroke-linecap': 'round',
+                  class: 'le-orig-outline'}, L.orig);
+      el('path', {d: cross, stroke: '#fff', 'stroke-width': 1.5 * u, 'stroke-linecap': 'round',
+                  class: 'le-orig'}, L.orig);
       const r = (sel ? 1.5 : 1.1) * POINT_PX * u;  // corrected: a filled diamond in the corrected colour
       el('path', {d: `M${x},${y - r}L${x + r},${y}L${x},${y + r}L${x - r},${y}Z`, fill: FIXED, stroke: '#000',
                   'stroke-width': (sel ? 2 : 1.2) * u, class: 'le-gt le-fixed', 'data-i': i}, L.gt);

@@ -1,5 +1,6 @@
-"""The Review tab: the point editor beside navigation, verdict, note and exports. Opening a face
-in the browser (gallery or landmark table) opens it here too."""
+"""The Review tab (callbacks in ``app.review``): the point editor beside navigation, verdict, note and
+exports. Opening a face in the browser (gallery or landmark table) opens it here too. With sign-in,
+the reviewer box shows the signed-in account and cannot be edited, beside a "Signed in as" line."""
 from __future__ import annotations
 
 import gradio as gr
@@ -46,17 +47,21 @@ def _decisions(ctx: AppContext) -> dict:
                             elem_id="review-note"),
          "status": gr.Markdown(elem_id="review-status"),
          "help": gr.Markdown(REVIEW_HELP, elem_id="review-help"),
-         "export": gr.Button("Export CSV, JSON and WFLW annotations", elem_id="review-export")}
-    h["exports"] = gr.File(label="Exports", file_count="multiple", height=140, elem_id="review-exports")
+         "export": gr.Button("Export CSV, JSON and annotations to a new folder", elem_id="review-export")}
+    h["export_info"] = gr.Markdown(elem_id="review-export-info")  # where the export is, and what to run on it
+    h["exports"] = gr.File(label="Exported files", file_count="multiple", elem_id="review-exports")
     return h
 
 
 def _layout(ctx: AppContext) -> dict:
+    # Side by side on a wide screen; on a phone the account line and progress go under the box.
     with gr.Row(equal_height=True):
         h = {"reviewer": gr.Textbox(label="Reviewer (stored with every action; Enter to apply)",
                                     placeholder="your name", max_length=MAX_REVIEWER_LENGTH, scale=1,
-                                    elem_id="review-reviewer"),
-             "progress": gr.Markdown(review.progress(ctx), elem_id="review-progress")}
+                                    min_width=200, elem_id="review-reviewer")}
+        with gr.Column(scale=2, min_width=240):
+            h["signed_in"] = gr.HTML(visible=False, elem_id="review-signed-in")
+            h["progress"] = gr.Markdown(review.progress(ctx), elem_id="review-progress")
     if ctx.testset is None:
         gr.Markdown(ctx.wflw_message)
     with gr.Row():
@@ -70,8 +75,11 @@ def _layout(ctx: AppContext) -> dict:
 
 
 def _wire_opening(ctx: AppContext, h: dict, browser: BrowserHandles) -> list:
-    outputs = [h["editor"], h["verdict"], h["note"], h["clear"], h["info"], h["progress"], h["index"], h["face"]]
+    outputs = [h["editor"], h["verdict"], h["note"], h["clear"], h["info"], h["progress"], h["index"], h["face"],
+               h["status"]]
     order, reviewer = browser.order, h["reviewer"]
+    # At page load: the signed-in account (if any) becomes the reviewer.
+    gr.on(None, bind(review.session, ctx), outputs=[reviewer, h["signed_in"], h["progress"]], api_name="review_session")
     for event, name in browser.opened:
         event.then(bind(review.open_face, ctx), inputs=[browser.face_index, reviewer], outputs=outputs,
                    api_name=f"review_open_from_{name}")
@@ -98,9 +106,10 @@ def _wire_edits(ctx: AppContext, h: dict) -> None:
                    api_name="review_note", **edits)
     # One edit at a time, in the order sent: a drag, its undo and its redo must reach the store in order.
     for event, name in ((h["editor"].move, "review_move"), (h["editor"].unmove, "review_unmove")):
-        event(bind(review.edit_point, ctx), inputs=[face, reviewer], outputs=[h["status"], h["editor"]],
+        event(bind(review.edit_point, ctx), inputs=[face, reviewer], outputs=[h["status"], h["editor"], h["progress"]],
               api_name=name, show_progress="hidden", **edits)
-    h["export"].click(bind(review.export, ctx), outputs=[h["exports"]], api_name="review_export")
+    h["export"].click(bind(review.export, ctx), inputs=[reviewer], outputs=[h["exports"], h["export_info"]],
+                      api_name="review_export")
 
 
 def build(ctx: AppContext, browser: BrowserHandles) -> None:

@@ -17,6 +17,8 @@ pytestmark = pytest.mark.browser
 TIMEOUT_MS = 60_000
 FACE = 7          # a real mmpose WFLW face of the small test tree
 POINT = 16       # its chin point
+HOTKEY_FACE = 2  # a synthetic face nothing else touches before the hotkey test
+MOVE_FACE = 8    # another real face, for the progress and status test
 REVIEWER = "ana"
 
 
@@ -54,11 +56,11 @@ def page(review_app, browser_factory):
     context.close()
 
 
-def _stored(app) -> tuple[dict, list]:
-    """(what the reviewer stored for FACE, the action log), read from the database file."""
+def _stored(app, face: int = FACE) -> tuple[dict, list]:
+    """(what the reviewer stored for ``face``, the action log), read from the database file."""
     store = ReviewStore(app["db"])
     try:
-        return store.get(FACE, app["samples"][FACE].image, reviewer=REVIEWER), store.actions()
+        return store.get(face, app["samples"][face].image, reviewer=REVIEWER), store.actions()
     finally:
         store.close()
 
@@ -189,41 +191,100 @@ def test_undo_redo_and_escape(review_app, page):
     assert before["corrections"].keys() <= stored["corrections"].keys()
 
 
+def _progress(page) -> int:
+    """The reviewer's count on the progress line ("ana: 3 / 10 faces reviewed ...")."""
+    text = page.locator("#review-progress").inner_text()
+    return int(re.search(rf"{REVIEWER}: (\d+) /", text).group(1))
+
+
+def _expect_progress(page, count: int) -> None:
+    expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: {count} /", timeout=TIMEOUT_MS)
+
+
 def test_hotkeys(review_app, page):
     samples = review_app["samples"]
-    _open(page, FACE)
+    face = HOTKEY_FACE
+    _open(page, face)
+    reviewed = _progress(page)  # FACE already counts: its points were moved above
     page.locator("body").press("2")
-    expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 1 /", timeout=TIMEOUT_MS)
-    assert _stored(review_app)[0]["verdict"] == VERDICTS[1]
+    _expect_progress(page, reviewed + 1)
+    assert _stored(review_app, face)[0]["verdict"] == VERDICTS[1]
     expect(page.locator(f"#review-verdict input[value='{VERDICTS[1]}']")).to_be_checked()
     page.click("#review-clear-verdict")  # a verdict can be cleared
-    expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 0 /", timeout=TIMEOUT_MS)
-    assert _stored(review_app)[0]["verdict"] is None
+    _expect_progress(page, reviewed)
+    assert _stored(review_app, face)[0]["verdict"] is None
     page.locator("body").press("4")
-    expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 1 /", timeout=TIMEOUT_MS)
+    _expect_progress(page, reviewed + 1)
 
     # n / p follow the browser's order, worst NME first: the shift is i + 1 px, so the worst face is
     # the one with the largest shift relative to its inter-ocular distance.
     nme = [np.mean(np.linalg.norm(np.full((98, 2), i + 1.0), axis=1)) /
            np.linalg.norm(s.landmarks[60] - s.landmarks[72]) for i, s in enumerate(samples)]
     order = [int(i) for i in np.argsort(-np.asarray(nme), kind="stable")]
-    at = order.index(FACE)
+    at = order.index(face)
     page.locator("body").press("n")
     expect(page.locator("#review-info")).to_contain_text(f"Face {order[(at + 1) % len(order)]} ", timeout=TIMEOUT_MS)
     page.locator("body").press("p")
-    expect(page.locator("#review-info")).to_contain_text(f"Face {FACE} ", timeout=TIMEOUT_MS)
+    expect(page.locator("#review-info")).to_contain_text(f"Face {face} ", timeout=TIMEOUT_MS)
     page.locator("body").press("p")
-    expect(page.locator("#review-info")).to_contain_text(f"Face {order[at - 1]} ", timeout=TIMEOUT_MS)
-    # u: the next face in the order without a verdict from this reviewer skips face 7
+    before = order[at - 1]
+    expect(page.locator("#review-info")).to_contain_text(f"Face {before} ", timeout=TIMEOUT_MS)
+    # u: the next face in the order that this reviewer has not reviewed (no verdict, no moved point)
     page.locator("body").press("1")
-    expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 2 /", timeout=TIMEOUT_MS)
+    done = {FACE, face, before}
+    _expect_progress(page, reviewed + 1 + (before != FACE))
     page.locator("body").press("u")
-    expect(page.locator("#review-info")).to_contain_text(f"Face {order[(at + 1) % len(order)]} ", timeout=TIMEOUT_MS)
+    following = [order[(at + k) % len(order)] for k in range(len(order))]
+    expect(page.locator("#review-info")).to_contain_text(f"Face {next(i for i in following if i not in done)} ",
+                                                         timeout=TIMEOUT_MS)
     # typing in the note box is text, not hotkeys
     page.locator("#review-note textarea").fill("")
     page.locator("#review-note textarea").type("n2")
     assert page.locator("#review-note textarea").input_value() == "n2"
-    expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 2 /")
+    _expect_progress(page, reviewed + 1 + (before != FACE))
+
+
+def test_moved_points_count_as_reviewed_and_the_status_follows_the_face(review_app, page):
+    """A face with corrected points and no verdict counts as reviewed (the export makes it human),
+    and after opening another face the status line talks about that face."""
+    first, second = MOVE_FACE, HOTKEY_FACE
+    _open(page, first)
+    reviewed = _progress(page)
+    assert _stored(review_app, first)[0] == {"verdict": None, "note": "", "corrections": {}}
+    _drag(page, POINT, 12, 9)
+    expect(page.locator("#review-status")).to_contain_text(f"Point {POINT} of face {first} moved", timeout=TIMEOUT_MS)
+    _expect_progress(page, reviewed + 1)  # no verdict given
+    _open(page, second)
+    expect(page.locator("#review-status")).to_have_text(re.compile(rf"Face {second} open"), timeout=TIMEOUT_MS)
+    assert f"face {first}" not in page.locator("#review-status").inner_text()
+    page.locator("body").press("z")  # undo on the open face's editor: nothing of the first face is touched
+    _open(page, first)
+    expect(page.locator("#review-status")).to_contain_text(f"Face {first} open · 1 point corrected by {REVIEWER}",
+                                                           timeout=TIMEOUT_MS)
+
+
+def test_old_position_of_a_corrected_point_is_a_white_cross_outlined_in_black(review_app, page, artifacts_dir):
+    _open(page, FACE)
+    _drag(page, POINT, 14, 18)
+    expect(page.locator(f"#review-editor .le-fixed[data-i='{POINT}']")).to_have_count(1)
+    svg = page.locator("#review-editor svg.le-svg")
+    per_unit = svg.bounding_box()["width"] / float(svg.get_attribute("viewBox").split()[2])  # screen px per image px
+    outline, cross = (page.locator(f"#review-editor .le-layer-orig path.{c}").first for c in ("le-orig-outline", "le-orig"))
+    assert outline.evaluate("e => getComputedStyle(e).stroke") == "rgb(0, 0, 0)"
+    assert cross.evaluate("e => getComputedStyle(e).stroke") == "rgb(255, 255, 255)"
+    # on screen: a 3.5 px black line under a 1.5 px white one, the cross 10 px wide
+    assert float(outline.get_attribute("stroke-width")) * per_unit == pytest.approx(3.5, rel=0.02)
+    assert float(cross.get_attribute("stroke-width")) * per_unit == pytest.approx(1.5, rel=0.02)
+    side = cross.evaluate("e => e.getBBox().width") * per_unit  # the geometry, without the stroke
+    assert side == pytest.approx(10, rel=0.02)
+    # both predictions toggles are live on this server (it has predictions)
+    expect(page.locator("#review-editor .le-show-pred")).to_be_enabled()
+    expect(page.locator("#review-editor .le-no-pred")).to_have_count(0)
+    svg.scroll_into_view_if_needed()
+    page.mouse.move(*_centre(page, POINT))
+    for _ in range(4):  # zoom in around the corrected point, for people to look at
+        page.mouse.wheel(0, -100)
+    svg.screenshot(path=str(artifacts_dir / "editor-corrected-point.png"))
 
 
 def _view_width(page) -> float:

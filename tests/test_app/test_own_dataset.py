@@ -4,10 +4,14 @@ Review tab's callbacks, exported in both layouts and read back (model.formats.wf
 one-epoch fine-tune on the export and the Compare view; the Review tab in chromium."""
 from __future__ import annotations
 
+import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -16,12 +20,16 @@ from pycocotools.coco import COCO
 
 from app import browser, compare, review
 from app.context import AppContext
+from app.own_dataset import EXPORTS_DIR
 from app.review_store import ReviewStore
 from app.wflw_data import WFLWTestSet
 from model.formats.dataset import COCO_FILE
 from model.formats.coco import read_coco
-from tests.helpers import REPO, mean_wflw_shape, save_small_checkpoint
 from model.formats.wflw import WFLWTree, load_wflw_txt
+from model.image import read_image
+from tests.helpers import REPO, mean_wflw_shape, open_tab, save_small_checkpoint
+from training.train import parse_args
+from training.wflw import find_wflw_root
 
 GROUP = "wider-samples/12--Group"
 GROUP_PHOTOS = ("12_Group_Group_12_Group_Group_12_10.jpg", "12_Group_Group_12_Group_Group_12_2.jpg")
@@ -66,9 +74,17 @@ def ctx(annotated, tmp_path_factory):
 
 def _move(ctx, face: int, x: float, y: float) -> str:
     """The editor's ``move`` event for ``face`` as the Review tab delivers it."""
-    status, _ = review.edit_point(ctx, face, REVIEWER, gr.EventData(None, {"face": face, "point": MOVED_POINT,
-                                                                          "x": x, "y": y}))
+    status, _, _ = review.edit_point(ctx, face, REVIEWER, None, gr.EventData(None, {"face": face, "point": MOVED_POINT,
+                                                                                   "x": x, "y": y}))
     return status
+
+
+def _export(ctx) -> tuple[Path, list[str], str]:
+    """The Review tab's Export: (the new export folder, the offered files' names, the panel's Markdown)."""
+    files, info = review.export(ctx, REVIEWER)
+    folder = Path(files[0]).parent
+    assert all(Path(f).parent == folder for f in files)
+    return folder, [Path(f).name for f in files], info
 
 
 def _same_face(samples, face) -> list:
@@ -101,7 +117,7 @@ def test_app_opens_an_annotate_dataset(ctx, annotated):
     assert list(ts.scores[order]) == sorted(ts.scores)
 
 
-def test_review_and_export_both_layouts(ctx):
+def test_review_and_export_both_layouts(ctx, tmp_path):
     ts = ctx.testset
     fixed, dropped, fine = 0, 1, len(ts) - 1  # a test face (first), its neighbour, and a train face (last)
     opened = review.open_face(ctx, fixed, REVIEWER)
@@ -113,7 +129,12 @@ def test_review_and_export_both_layouts(ctx):
     with pytest.raises(gr.Error, match="Verdict must be one of ok, fixed, not a face"):
         review.save_verdict(ctx, fine, "annotation wrong", REVIEWER)
 
-    folder, zip_path = review.export_dataset(ctx)
+    # the status line names the face shown (not the one moved last), and how much of it is corrected
+    assert review.open_face(ctx, dropped, REVIEWER)[-1] == f"Face {dropped} open · 0 points corrected by {REVIEWER}."
+    assert review.open_face(ctx, fixed, REVIEWER)[-1] == f"Face {fixed} open · 1 point corrected by {REVIEWER}."
+
+    export, _, _ = _export(ctx)
+    folder, zip_path = export / "dataset", export / "dataset.zip"
     # the WFLW lists: the split kept, the not-a-face left out, the moved point in place
     tree = WFLWTree(folder)
     test, train = load_wflw_txt(tree.annotations("test")), load_wflw_txt(tree.annotations("train"))
@@ -136,9 +157,15 @@ def test_review_and_export_both_layouts(ctx):
     np.testing.assert_allclose(keypoints[MOVED_POINT, :2], [x, y], atol=0.01)
     assert coco.dataset["info"]["review"]["not_a_face"] == 1 and coco.dataset["info"]["review"]["human"] == 1
 
+    # the zip is the same dataset, photos included: unzipped, it is a ROOT that training reads
     with zipfile.ZipFile(zip_path) as archive:
-        names = set(archive.namelist())
-    assert COCO_FILE in names and any(n.endswith("list_98pt_rect_attr_train.txt") for n in names)
+        archive.extractall(tmp_path)
+    unzipped = tmp_path / "dataset"
+    find_wflw_root(unzipped)
+    assert sorted(p.relative_to(unzipped) for p in unzipped.rglob("*") if p.is_file()) == sorted(
+        p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+    again_unzipped = WFLWTestSet.load(unzipped)
+    assert len(again_unzipped) == len(ts) - 1 and read_image(unzipped / "WFLW_images" / again_unzipped.samples[0].image).ndim == 3
 
     # the exported dataset opens again, and shows which faces are human-made
     again = WFLWTestSet.load(folder)
@@ -150,10 +177,23 @@ def test_review_and_export_both_layouts(ctx):
     assert "1 human" in browser.status(mixed)
 
 
-def test_review_export_button_offers_the_zip(ctx):
-    paths = review.export(ctx)
-    assert [p.rsplit("/", 1)[-1] for p in paths] == ["review.csv", "review.json", "dataset-annotations.zip"]
-    assert read_coco(ctx.testset.tree.root / COCO_FILE)[0]  # the original is left as it was
+def test_each_export_gets_a_folder_of_its_own_beside_the_dataset(ctx):
+    first, names, info = _export(ctx)
+    second, _, _ = _export(ctx)
+    root = ctx.testset.tree.root
+    assert first.parent == second.parent == root / EXPORTS_DIR and first != second  # never overwritten
+    assert names == ["review.csv", "review.json", "dataset.zip"]
+    assert sorted(p.name for p in first.iterdir()) == ["dataset", "dataset.zip", "review.csv", "review.json"]
+    assert json.loads((first / "review.json").read_text())["exported_by"] == REVIEWER
+    assert read_coco(first / "dataset" / COCO_FILE)[1]["review"]["exported_by"] == REVIEWER
+    assert read_coco(root / COCO_FILE)[0]  # the original is left as it was
+    # the panel names the folder and a command that training.train takes, on the exported dataset
+    assert f"`{first}`" in info and "stays after the app stops" in info
+    command = re.search(r"```\n(python -m training.train .*?)\n```", info, re.S).group(1)
+    assert command.count(" \\\n    ") == 2  # three shell lines
+    cfg = parse_args(shlex.split(command.replace("\\\n", " "))[3:])  # the shell joins continued lines
+    assert cfg.wflw_root == str(first / "dataset") and cfg.pretrained == "official" and cfg.lr == 1e-4
+    find_wflw_root(cfg.wflw_root)
 
 
 def _run(args: list[str]) -> None:
@@ -164,7 +204,7 @@ def _run(args: list[str]) -> None:
 def test_fine_tune_on_the_export_and_compare(ctx, standin, tmp_path):
     """One epoch from the stand-in on the exported set, both checkpoints evaluated on its held-out
     split, and the Compare view listing those faces."""
-    folder, _ = review.export_dataset(ctx)
+    folder = _export(ctx)[0] / "dataset"
     work = tmp_path / "work"
     _run(["training.train", "--wflw-root", str(folder), "--work-dir", str(work), "--pretrained", str(standin),
           "--epochs", "1", "--input-size", "32", "--workers", "0", "--batch-size", "4", "--lr", "1e-4",
@@ -211,5 +251,71 @@ def test_review_tab_in_chromium(annotated, standin, app_server, browser_factory,
         expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 1 /", timeout=120_000)
         image = WFLWTestSet.load(annotated).samples[1].image
         assert ReviewStore(db).get(1, image, reviewer=REVIEWER)["verdict"] == "not a face"
+
+        # This dataset has no predictions: the editor's prediction and error toggles say so and are off.
+        for key in ("pred", "err"):
+            expect(page.locator(f"#review-editor .le-show-{key}")).to_be_disabled()
+            expect(page.locator(f"#review-editor .le-show-{key}")).not_to_be_checked()
+        expect(page.locator("#review-editor .le-no-pred")).to_contain_text("No predictions yet", timeout=120_000)
+        _phone_toggles(browser_factory, server.url, artifacts_dir)
+
+        # Export: the panel under the button names the new folder; it outlives the server (SIGTERM).
+        page.locator("#review-export").click()
+        info = page.locator("#review-export-info")
+        expect(info).to_contain_text("Exported to", timeout=120_000)
+        expect(info).to_be_in_viewport()
+        expect(info).to_contain_text("python -m training.train --wflw-root")
+        page.screenshot(path=str(artifacts_dir / "app-own-export.png"))
+        folder = Path(re.search(r"Exported to (\S+)", info.inner_text()).group(1))
+        assert folder.parent == annotated / EXPORTS_DIR
     finally:
-        server.stop()
+        server.stop()  # SIGTERM: the app's own temporary folders go, the export stays
+    assert sorted(p.name for p in folder.iterdir()) == ["dataset", "dataset.zip", "review.csv", "review.json"]
+    find_wflw_root(folder / "dataset")
+    assert ReviewStore(db).get(1, image, reviewer=REVIEWER)["verdict"] == "not a face"
+    with zipfile.ZipFile(folder / "dataset.zip") as archive:
+        assert archive.testzip() is None and "dataset/annotations.json" in archive.namelist()
+
+
+def _phone_toggles(browser_factory, url: str, artifacts_dir) -> None:
+    """At 390x844: the toggles that cannot draw anything yet are disabled, and the note saying why fits."""
+    from playwright.sync_api import expect
+
+    page = browser_factory().new_page(viewport={"width": 390, "height": 844})
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#upload-run", timeout=120_000)
+    open_tab(page, "Review")
+    page.locator("#review-index input").fill("0")
+    page.locator("#review-open").click()
+    expect(page.locator("#review-editor .le-no-pred")).to_be_visible(timeout=120_000)
+    note = page.locator("#review-editor .le-no-pred").bounding_box()
+    bar = page.locator("#review-editor .le-bar").bounding_box()
+    assert note["x"] >= bar["x"] - 0.5 and note["x"] + note["width"] <= bar["x"] + bar["width"] + 0.5
+    for key in ("pred", "err"):
+        expect(page.locator(f"#review-editor .le-show-{key}")).to_be_disabled()
+    expect(page.locator("#review-editor .le-show-gt")).to_be_enabled()
+    page.locator("#review-editor .le-bar").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts_dir / "app-own-review-phone.png"))
+    page.close()
+
+
+def test_a_failed_export_says_why_and_leaves_no_folder(annotated, tmp_path):
+    """A photo gone from the dataset since it was annotated, and an export folder that cannot be made."""
+    root = tmp_path / "copy"
+    shutil.copytree(annotated, root, ignore=shutil.ignore_patterns(EXPORTS_DIR))
+    testset = WFLWTestSet.load(root)
+    gone = testset.tree.images / testset.samples[0].image
+    gone.unlink()
+    context = AppContext(predictor=None, detector=None, testset=testset, store=ReviewStore(tmp_path / "r.sqlite"),
+                         output_dir=tmp_path / "out")
+    try:
+        with pytest.raises(gr.Error, match=f"The export could not be written: .*{re.escape(gone.name)}"):
+            review.export(context, REVIEWER)
+        assert list((root / EXPORTS_DIR).iterdir()) == []  # the half-written folder is gone
+
+        context.export_dir = tmp_path / "a-file"
+        context.export_dir.write_text("not a folder")
+        with pytest.raises(gr.Error, match="The export folder could not be made: .*Start the app with --export-dir"):
+            review.export(context, REVIEWER)
+    finally:
+        context.close()

@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from training.evaluate import write_predictions
 from model.formats.wflw import WFLWTree, load_wflw_txt
+from tests.helpers import open_tab
 
 pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}
@@ -66,17 +67,6 @@ def _text_fits(page, zone: str, text: str) -> None:
         assert box["height"] > 0 and _inside(box, boxes["zone"]), (zone, text, box, boxes["zone"])
 
 
-def _open_tab(page, name: str) -> None:
-    """A tab by name; on a phone the later tabs sit behind the "…" overflow button."""
-    tab = page.get_by_role("tab", name=name)
-    if tab.count() and tab.is_visible():
-        tab.click()
-    else:
-        page.get_by_role("button", name="More tabs").click()
-        page.locator(".overflow-dropdown button", has_text=name).click()
-    expect(page.get_by_role("tab", name=name)).to_have_attribute("aria-selected", "true")
-
-
 def _captions_are_bands(page, gallery: str) -> None:
     """Each caption: one band at the bottom of its thumbnail, under a quarter of its height, its
     text not cut (no ellipsis: scroll width within the box)."""
@@ -113,7 +103,7 @@ def test_upload_on_a_phone(phone, shared_data, artifacts_dir):
 
 def test_browser_on_a_phone(phone, artifacts_dir):
     page = phone
-    _open_tab(page, "WFLW browser")
+    open_tab(page, "WFLW browser")
     page.locator("#browser-count").get_by_text("worst first").wait_for(timeout=TIMEOUT_MS)
     _captions_are_bands(page, "#browser-gallery")
     landmark = page.locator("#browser-landmark input")
@@ -133,7 +123,7 @@ def test_browser_on_a_phone(phone, artifacts_dir):
 @pytest.mark.parametrize("tab,name", [("Webcam", "webcam"), ("Video", "video"), ("Review", "review")])
 def test_other_tabs_on_a_phone(phone, artifacts_dir, tab, name):
     page = phone
-    _open_tab(page, tab)
+    open_tab(page, tab)
     page.evaluate("window.scrollTo(0, 0)")
     if name == "video":
         _text_fits(page, "#video-in", "Click to Upload")

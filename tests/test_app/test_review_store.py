@@ -151,3 +151,23 @@ def test_version_1_file_is_migrated(tmp_path):
     assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+def test_a_face_counts_as_reviewed_with_a_verdict_or_a_corrected_point(tmp_path):
+    """One rule for the progress line, "next unreviewed" and the export: a verdict or a corrected
+    point makes a face reviewed (the export takes both); a note alone does not."""
+    store = ReviewStore(tmp_path / "review.sqlite")
+    for point in (3, 4, 5):  # three corrected points, no verdict: the export marks this face human
+        store.set_correction(0, "a.jpg", point, 1.0, 2.0, reviewer="ana")
+    store.set_verdict(1, "b.jpg", "ok", reviewer="ben")
+    store.set_note(2, "c.jpg", "lower lip unclear", reviewer="ana")
+    assert store.reviewed_keys("ana") == {face_key(0, "a.jpg")}
+    assert store.reviewed_keys() == {face_key(0, "a.jpg"), face_key(1, "b.jpg")}
+    assert (store.progress("ana"), store.progress("ben"), store.progress()) == (1, 1, 2)
+    # both reviewers on one face count it once overall
+    store.set_verdict(0, "a.jpg", "fixed", reviewer="ben")
+    assert (store.progress("ben"), store.progress()) == (2, 2)
+    # undoing every move of a face without a verdict makes it unreviewed again
+    for point in (3, 4, 5):
+        store.clear_correction(0, "a.jpg", point, reviewer="ana")
+    assert store.progress("ana") == 0 and store.progress() == 2
