@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import html
 import ipaddress
 import logging
 import math
@@ -248,3 +249,14 @@ class SignIn:
         """Keyword arguments of ``demo.launch`` that turn sign-in on."""
         return {"auth": self.check, "auth_message": SIGN_IN_MESSAGE,
                 "app_kwargs": {"middleware": [Middleware(SignInGuard, book=self.book, throttle=self.throttle)]}}
+
+
+def account(request) -> str | None:
+    """The signed-in account that sent a ``gr.Request`` (``None`` when the server has no sign-in)."""
+    return getattr(request, "username", None) or None
+
+
+def signed_in_html(name: str) -> str:
+    """"Signed in as NAME · Sign out" (HTML: a Markdown link would open a new tab), with Gradio's
+    sign-out link."""
+    return f'Signed in as <b>{html.escape(name)}</b> · <a href="logout">Sign out</a>'

@@ -10,7 +10,6 @@ be stored before a face is open: the face being reviewed is the ``face`` state t
 """
 from __future__ import annotations
 
-import html
 import itertools
 import shlex
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from app.auth import account, signed_in_html
 from app.context import AppContext
 from app.editor import edit_from_event, editor_value
 from app.own_dataset import EXPORTS_DIR, export_annotated, new_export_folder, zip_dataset
@@ -55,11 +55,6 @@ def _index(ctx: AppContext, index) -> int:
     return index
 
 
-def account(request: gr.Request | None) -> str | None:
-    """The signed-in account that sent ``request`` (``None`` when the server has no sign-in)."""
-    return getattr(request, "username", None) or None
-
-
 def reviewer_name(reviewer: str | None, request: gr.Request | None = None) -> str:
     """Who acts: the signed-in account, else the typed name, stripped ("" when there is none)."""
     return account(request) or (reviewer or "").strip()
@@ -90,7 +85,7 @@ def session(ctx: AppContext, request: gr.Request | None = None):
     if name is None:
         return gr.skip(), gr.update(visible=False), progress(ctx)
     return (gr.update(value=name, interactive=False, label="Reviewer (your account)"),
-            gr.update(value=f'Signed in as <b>{html.escape(name)}</b> · <a href="logout">Sign out</a>', visible=True),
+            gr.update(value=signed_in_html(name), visible=True),
             progress(ctx, name))
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 
 from app import stored_predictions
+from app.auth import account, signed_in_html
 from app.context import AppContext
 from app.tabs import browser as browser_tab
 from app.tabs import review as review_tab
@@ -73,6 +74,7 @@ def build_demo(predictor: Predictor | None, *, detector: FaceDetector | None = N
         demo.app_context = ctx  # for tests and the launcher (allowed_paths)
         gr.Markdown("# Landmark Studio\n98-point face landmarks (WFLW) with the DeepPose ResNet-50 "
                     "SoftWingLoss regressor.")
+        signed_in = gr.HTML(visible=False, elem_id="signed-in")
         if banner:
             gr.Markdown(banner, elem_id="weights-banner")
         upload_tab.build(ctx, examples=example_images())
@@ -80,4 +82,11 @@ def build_demo(predictor: Predictor | None, *, detector: FaceDetector | None = N
         video_tab.build(ctx, demo)
         opened = browser_tab.build(ctx, demo.load)
         review_tab.build(ctx, opened)
+        demo.load(who_is_signed_in, outputs=signed_in, api_name=False)
     return demo
+
+
+def who_is_signed_in(request: gr.Request):
+    """The page's "Signed in as" line, shown when the server has sign-in."""
+    name = account(request)
+    return gr.update(visible=False) if name is None else gr.update(value=signed_in_html(name), visible=True)

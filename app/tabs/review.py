@@ -9,11 +9,10 @@ from app import review
 from app.context import AppContext
 from app.editor import point_editor
 from app.review_store import MAX_REVIEWER_LENGTH, verdicts_for
+from app.serving import REVIEW_EDITS, concurrency
 from app.tabs import bind
 from app.tabs.browser import BrowserHandles
 
-# Review actions (verdicts, notes, point moves) run one at a time, in the order they were sent.
-REVIEW_EDITS = "review-edits"
 REVIEW_HELP = ("Keys (outside text boxes): **1, 2, ...** verdict · **n** / **p** next / previous in the browser's "
                "order · **u** next unreviewed · **z** / **Shift+Z** undo / redo a move · **+** / **-** zoom · "
                "**Esc** cancels a drag.")
@@ -96,7 +95,7 @@ def _wire_opening(ctx: AppContext, h: dict, browser: BrowserHandles) -> list:
 
 
 def _wire_edits(ctx: AppContext, h: dict) -> None:
-    edits = dict(concurrency_id=REVIEW_EDITS, concurrency_limit=1)
+    edits = concurrency(REVIEW_EDITS)
     face, reviewer = h["face"], h["reviewer"]
     h["verdict"].input(bind(review.save_verdict, ctx), inputs=[face, h["verdict"], reviewer], outputs=[h["progress"]],
                        api_name="review_verdict", **edits)

@@ -4,6 +4,7 @@ the accounts read again when the file changes, unknown names costing the same sc
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import logging
 import subprocess
@@ -100,14 +101,21 @@ def test_account_book_refuses_an_empty_or_missing_file(tmp_path):
         AccountBook(path)
 
 
+def _run(coroutine):
+    """``asyncio.run`` on a thread of its own: the browser tests' Playwright keeps an event loop
+    running on the main thread for the whole session."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def test_sign_in_check_logs_the_outcome_never_the_password(tmp_path, caplog):
     path = tmp_path / "users.txt"
     add_account(path, "ana", PASSWORD)
     sign_in = SignIn(path)
     with caplog.at_level(logging.INFO, logger="app.auth"):
-        assert asyncio.run(sign_in.check("ana", PASSWORD)) is True
-        assert asyncio.run(sign_in.check("ana", "not the password")) is False
-        assert asyncio.run(sign_in.check("mallory", "guess one")) is False
+        assert _run(sign_in.check("ana", PASSWORD)) is True
+        assert _run(sign_in.check("ana", "not the password")) is False
+        assert _run(sign_in.check("mallory", "guess one")) is False
     text = caplog.text
     assert "signed in: 'ana'" in text and "refused for 'ana'" in text and "wrong password" in text
     assert "refused for 'mallory'" in text and "no such account" in text

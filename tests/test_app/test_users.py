@@ -50,7 +50,7 @@ def test_cli_round_trip_keeps_only_hashes(tmp_path, monkeypatch, capsys):
     # salted: the same password twice gives two different keys
     add_account(path, "cy", PASSWORD)
     assert read_accounts(path)["cy"].key != accounts["ana"].key and read_accounts(path)["cy"].salt != accounts["ana"].salt
-    line = next(l for l in text.splitlines() if l.startswith("ana:"))
+    line = next(row for row in text.splitlines() if row.startswith("ana:"))
     assert line.split(":")[1:5] == ["scrypt", "32768", "8", "1"]  # the parameters travel with the hash
 
     code, out, _ = _main(monkeypatch, capsys, "remove", "ana", "--file", str(path))
@@ -99,7 +99,7 @@ def test_malformed_lines_name_the_file_and_line(tmp_path, monkeypatch, capsys):
         number = len(good.splitlines()) + 2
         with pytest.raises(ValueError, match=f"users.txt line {number}: .*" + re.escape(message)):
             read_accounts(path)
-    ana_line = next(l for l in good.splitlines() if l.startswith("ana:"))
+    ana_line = next(row for row in good.splitlines() if row.startswith("ana:"))
     path.write_text(good + ana_line + "\n")
     with pytest.raises(ValueError, match=r"line 4: account 'ana' is listed twice"):
         read_accounts(path)
