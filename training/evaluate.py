@@ -55,7 +55,7 @@ from model.pipeline import Predictor, crop_faces
 from model.weights import file_sha256
 from training.metrics import ced_figure, format_table, nme, subset_table, summarize
 from training.text import counted
-from training.train import open_wflw_root
+from training.prepare import open_wflw_root
 from model.formats.wflw import (BOX_MODES, Sample, WFLWTree, attribute_matrix, crop_box, load_wflw_txt, read_json,
                                 resolve_image)
 
@@ -480,7 +480,7 @@ def evaluate_checkpoint(wflw_root: str | os.PathLike, weights: str | os.PathLike
     """Evaluate ``weights`` on one split of a WFLW root; write metrics.json, predictions.json and ced.png.
 
     Args:
-        wflw_root: the standard WFLW tree (``training.train.open_wflw_root``).
+        wflw_root: the standard WFLW tree (``training.prepare.open_wflw_root``).
         weights: a checkpoint file (project or mmpose); a project checkpoint's ``config.input_size``
             sets the crop size.
         out: folder for the three files (created).

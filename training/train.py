@@ -56,10 +56,9 @@ from training.dataset import WFLWDataset
 from training.layers import BN_GROUP, use_ghost_batchnorm
 from training.loss import SoftWingLoss
 from training.metrics import nme, subset_table, summarize
-from training.prepare import ANNOTATIONS_URL, IMAGES_GDRIVE_ID, PROJECT_PAGE
+from training.prepare import open_wflw_root
 from training.recipes import DEFAULT_RECIPE, RECIPES, Recipe, get_recipe, init_head, warmup_factor
-from model.formats.wflw import (ANNOTATIONS_DIR, BOX_MODES, RAW_LISTS_DIR, WFLWTree, attribute_matrix, find_wflw_root,
-                                load_wflw_txt)
+from model.formats.wflw import BOX_MODES, attribute_matrix, find_wflw_root, load_wflw_txt
 
 PROG = "python -m training.train"
 LOG_NAME = "log.txt"
@@ -69,8 +68,8 @@ PREFETCH_FACTOR = 4
 PRETRAINED_CHOICES = ("imagenet", "none", "official")
 
 __all__ = ["BEST_NAME", "BN_GROUP", "CHECKPOINT_NAME", "RECIPES", "Recipe", "TrainConfig", "build_loaders",
-           "evaluate", "get_recipe", "lr_factor", "main", "open_wflw_root", "parse_args", "resolve_config",
-           "save_checkpoint", "train_one_epoch"]
+           "evaluate", "get_recipe", "lr_factor", "main", "parse_args", "resolve_config", "save_checkpoint",
+           "train_one_epoch"]
 
 
 @dataclass
@@ -315,45 +314,11 @@ def _build_model(cfg: TrainConfig) -> LandmarkRegressor:
                      f"or the path of an existing checkpoint")
 
 
-def open_wflw_root(root: str | os.PathLike, flag: str = "--wflw-root") -> WFLWTree:
-    """``model.formats.wflw.find_wflw_root``, failing with one line that names ``flag``, the folder,
-    what is missing in it and where that comes from.
-
-    Raises:
-        FileNotFoundError: e.g. for an annotations-only folder, "--wflw-root data/wflw: not a WFLW
-            root, missing WFLW_images/: ... gdown ...; then python -m training.prepare ...".
-    """
-    try:
-        return find_wflw_root(root)
-    except FileNotFoundError:
-        pass
-    tree = WFLWTree(Path(root))
-    if not tree.root.is_dir():
-        raise FileNotFoundError(f"{flag} {root}: no such folder (a WFLW root holds WFLW_images/ and "
-                                f"WFLW_annotations/; see {PROJECT_PAGE})")
-    lists = [tree.annotations(split) for split in ("train", "test")]
-    missing = [p.relative_to(tree.root).as_posix() + ("/" if p == tree.images else "")
-               for p in (tree.images, *lists) if not p.exists()]
-    out, where = tree.root, []
-    if (tree.root / RAW_LISTS_DIR).is_dir():  # the annotation archive's folder given as the root
-        out = tree.root.parent
-        where.append(f"it holds {RAW_LISTS_DIR}/ itself, so it is the {ANNOTATIONS_DIR} folder: give the folder "
-                     f"above it ({out})")
-    elif not all(p.exists() for p in lists):
-        where.append(f"the lists come from {ANNOTATIONS_URL}")
-    if not tree.images.exists():
-        where.append(f"WFLW_images/ comes from WFLW_images.tar.gz on Google Drive (file id {IMAGES_GDRIVE_ID}, "
-                     f"e.g. gdown {IMAGES_GDRIVE_ID}) or Baidu Pan ({PROJECT_PAGE})")
-    raise FileNotFoundError(f"{flag} {root}: not a WFLW root, missing {', '.join(missing)}; " + "; ".join(where)
-                            + f"; lay it out with python -m training.prepare --images WFLW_images.tar.gz "
-                              f"--annotations WFLW_annotations.tar.gz --out {out}")
-
-
 def _check_config(cfg: TrainConfig, world: int) -> tuple[int, int]:
     """Per-process batch and micro-batch, after checking the settings that can be wrong.
 
     Every bad setting raises ``ValueError`` naming the flag and the value; a folder that is not a
-    WFLW root, ``FileNotFoundError`` (``open_wflw_root``).
+    WFLW root, ``FileNotFoundError`` (``training.prepare.open_wflw_root``).
     """
     get_recipe(cfg.recipe)
     if not cfg.wflw_root:

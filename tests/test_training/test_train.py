@@ -16,8 +16,8 @@ import torch
 
 from model.network import LandmarkRegressor, load_regressor
 from training.recipes import RECIPES, warmup_factor
-from training.prepare import IMAGES_GDRIVE_ID
-from training.train import TrainConfig, _build_model, lr_factor, main, open_wflw_root, parse_args, resolve_config
+from training.prepare import IMAGES_GDRIVE_ID, open_wflw_root
+from training.train import TrainConfig, _build_model, lr_factor, main, parse_args, resolve_config
 from tests.helpers import REPO
 
 
