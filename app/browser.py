@@ -1,5 +1,6 @@
-"""WFLW browser tab callbacks: the overview (status, summary table, CED curve, per-landmark error),
-the worst-first gallery, the faces worst at one landmark, and a face opened large.
+"""WFLW browser tab callbacks: the overview (status, a note on the metrics' split and what each panel
+needs, summary table, CED curve, per-landmark error), the worst-first gallery, the faces worst at one
+landmark, and a face opened large.
 
 All numbers come from ``training.metrics`` on the ``app.wflw_data.WFLWTestSet`` of the context;
 faces are drawn by ``app.wflw_faces``; predictions computed in the app and their provenance are
@@ -18,6 +19,7 @@ from app.wflw_data import RANKINGS
 from app.wflw_faces import describe_face, face_view, selected_row
 from model.layout import ATTRIBUTES, POINT_REGION
 from training import metrics
+from training.text import counted
 
 # Most faces shown in the gallery at once (each is a crop of a full image, read from disk).
 GALLERY_MAX = 60
@@ -26,67 +28,131 @@ SUBSET_CHOICES = ["all", *ATTRIBUTES]
 # Faces listed for one landmark.
 WORST_FACES = 20
 LANDMARK_HINT = "Type a landmark index to list the faces where that point is worst."
+LANDMARK_NEEDS = "Listing a landmark's worst faces needs predictions (see the metrics above)."
 LANDMARK_COLUMNS = ["rank", "face", "point error (%)", "face NME (%)", "image"]
 
 
+def _provenance(ts) -> str:
+    """" (checkpoint X, flip test on (1.x), landmarks boxes)" from the predictions' meta, or ""."""
+    meta = ts.meta
+    if not meta.get("checkpoint"):
+        return ""
+    flip = f"on ({meta.get('flip_convention', '?')})" if meta.get("flip_test") else "off"
+    return f" (checkpoint {meta['checkpoint']}, flip test {flip}, {meta.get('box_mode', '?')} boxes)"
+
+
+def _how_to_predict(ctx: AppContext) -> str:
+    """Where predictions for the held split come from: the Compute button, or a file of training.evaluate."""
+    ts = ctx.testset
+    option = "" if ts.split == "test" else f" --split {ts.split}"
+    from_file = f"start with `--predictions predictions.json` (`python -m training.evaluate{option}`)"
+    if ctx.predictor is None:
+        return f"{from_file}, or load weights to compute them here"
+    return f"press **Compute predictions** to run the loaded model on every face, or {from_file}"
+
+
 def status(ctx: AppContext) -> str:
-    """One paragraph: how many test faces, where their predictions came from, the NME."""
+    """One paragraph: how many faces of which split, where their predictions came from, the NME."""
     ts = ctx.testset
     if ts is None:
         return "### No WFLW data\n" + ctx.wflw_message
     if ts.kind == "annotate":
         return annotated_status(ts)
+    faces = f"**{counted(len(ts), 'face')}, the {ts.split} split** of {ts.tree.root}"
     if ts.nme is None:
-        how = ("press **Compute predictions** to run the loaded model on every face"
-               if ctx.predictor is not None else
-               "pass --predictions predictions.json (from python -m training.evaluate) or load weights")
-        return f"**{len(ts)} test faces** in {ts.tree.root}; no predictions yet: {how}."
-    made = ""
-    if ts.meta.get("checkpoint"):
-        made = (f" (checkpoint {ts.meta['checkpoint']}, flip test {'on' if ts.meta.get('flip_test') else 'off'}, "
-                f"{ts.meta.get('box_mode', '?')} boxes)")
-    return (f"**{len(ts)} test faces** in {ts.tree.root}, predictions: {ts.source}{made}. "
+        return f"{faces}; no predictions yet: {_how_to_predict(ctx)}."
+    return (f"{faces}, predictions: {ts.source}{_provenance(ts)}. "
             f"NME {100 * float(np.mean(ts.nme)):.2f} % (inter-ocular).")
 
 
 def annotated_status(ts) -> str:
-    """The status of a dataset written by ``python -m model.annotate``: its faces, who annotated
-    them, and why faces are ranked by flip error or detector score instead of NME."""
+    """The status of a dataset written by ``python -m model.annotate``: its faces and splits, who
+    annotated them, why the gallery ranks by flip error or detector score instead of NME, and
+    what an NME means here once there are predictions."""
     human = sum(source == "human" for source in ts.sources)
-    return (f"**{len(ts)} faces** ({ts.num_test} test, {len(ts) - ts.num_test} train) pre-annotated by "
-            f"python -m model.annotate in {ts.tree.root}: **{human} human**, **{len(ts) - human} model** annotated. "
-            "There is no human ground truth here, so there is **no NME to rank by**: the gallery ranks faces by "
-            "flip error (least consistent first) or by detector score (lowest first). The green rings are the "
-            "dataset's own points (model or human). An NME from python -m training.evaluate on this dataset "
-            "is measured against these annotations, not against an independent ground truth.")
+    head = (f"**{counted(len(ts), 'face')}** ({ts.num_test} test, {len(ts) - ts.num_test} train: the "
+            f"{ts.split} split) pre-annotated by python -m model.annotate in {ts.tree.root}: **{human} human**, "
+            f"**{len(ts) - human} model** annotated. ")
+    if ts.nme is None:
+        return head + ("There is no human ground truth here, so there is **no NME to rank by**: the gallery ranks "
+                       "faces by flip error (least consistent first) or by detector score (lowest first). The "
+                       "green rings are the dataset's own points (model or human).")
+    return head + (f"Predictions: {ts.source}{_provenance(ts)}. The gallery still ranks by flip error or detector "
+                   "score: the NME in the metrics below measures the predictions against the dataset's own points "
+                   "(model or human made), not against an independent ground truth.")
+
+
+def metric_columns(ts) -> dict[str, np.ndarray]:
+    """The face sets the table and the CED curve show, as index arrays, empty ones left out: the
+    held split then each WFLW attribute subset, or for an annotate dataset (no attribute flags)
+    its splits all, test and train."""
+    if ts.kind == "annotate":
+        columns = {split: ts.split_indices(split) for split in ("all", "test", "train")}
+    else:
+        columns = {ts.split: ts.split_indices(ts.split)}
+        columns.update({name: np.flatnonzero(ts.flags[:, j]) for j, name in enumerate(ATTRIBUTES)})
+    return {name: faces for name, faces in columns.items() if faces.size}
+
+
+def _panels_need(ctx: AppContext) -> str:
+    """Markdown, before there are predictions: what each panel shows and that it needs them."""
+    ts = ctx.testset
+    truth = "the dataset's own points (model or human made)" if ts.kind == "annotate" else "the ground truth"
+    columns = ("each split (all, test, train)" if ts.kind == "annotate"
+               else "the whole split and each WFLW attribute subset that has faces")
+    gallery = ("ranks by flip error or detector score, which needs no predictions" if ts.kind == "annotate"
+               else "ranks the faces worst NME first")
+    return (f"#### Metrics of the {ts.split} split: they need predictions\n"
+            f"Every panel below compares predictions for the {counted(len(ts), 'face')} with {truth}, and there "
+            f"are no predictions yet: {_how_to_predict(ctx)}.\n\n"
+            f"- **Table**: NME, `FR@0.1` and `AUC@0.1` of {columns}.\n"
+            "- **CED curve**: the share of faces under each NME, one curve per column of the table.\n"
+            "- **Per-landmark error**: each point's mean error, coloured by region.\n"
+            "- **Landmark**: the faces worst at one point.\n"
+            f"- **Gallery** (above): {gallery}.")
+
+
+def metrics_note(ctx: AppContext) -> str:
+    """Markdown above the metrics: which split and faces they are of and what the columns are, or,
+    before there are predictions, what each panel needs (``_panels_need``)."""
+    ts = ctx.testset
+    if ts is None:
+        return ""
+    if ts.nme is None:
+        return _panels_need(ctx)
+    if ts.kind == "annotate":
+        against = "the dataset's own points (model or human made), not an independent ground truth"
+        columns = ("Columns: its splits (test is what `python -m training.evaluate` scores by default). The "
+                   "dataset has no WFLW attribute flags, so there are no subset columns.")
+    else:
+        against = "the ground truth"
+        empty = [name for name in ATTRIBUTES if name not in metric_columns(ts)]
+        columns = ("Columns: the whole split, then the WFLW attribute subsets"
+                   + (f" (not shown, no faces here: {', '.join(empty)})" if empty else "") + ".")
+    return (f"#### Metrics of the {ts.split} split ({counted(len(ts), 'face')})\n"
+            f"NME against {against}, normalised by the inter-ocular distance. {columns}")
 
 
 def summary_table(ctx: AppContext) -> pd.DataFrame:
-    """Rows NME (%), FR@0.1 (%), AUC@0.1, faces; columns the full set and the six subsets."""
+    """Rows NME (%), FR@0.1 (%), AUC@0.1, faces; columns the face sets of ``metric_columns``."""
     ts = ctx.testset
-    columns = ["metric", "full", *ATTRIBUTES]
     if ts is None or ts.nme is None:
-        return pd.DataFrame(columns=columns)
-    table = metrics.subset_table(ts.nme, ts.flags)
-    rows = []
-    for label, key, scale, digits in (("NME (%)", "nme", 100, 2), ("FR@0.1 (%)", "fr", 100, 2),
-                                      ("AUC@0.1", "auc", 1, 4)):
-        rows.append([label, *[None if table[c]["num_faces"] == 0 else round(scale * table[c][key], digits)
-                              for c in columns[1:]]])
-    rows.append(["faces", *[table[c]["num_faces"] for c in columns[1:]]])
-    return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame(columns=["metric"])
+    columns = metric_columns(ts)
+    table = {name: metrics.summarize(ts.nme[faces]) for name, faces in columns.items()}
+    rows = [[label, *[round(scale * table[c][key], digits) for c in columns]]
+            for label, key, scale, digits in (("NME (%)", "nme", 100, 2), ("FR@0.1 (%)", "fr", 100, 2),
+                                              ("AUC@0.1", "auc", 1, 4))]
+    rows.append(["faces", *[table[c]["num_faces"] for c in columns]])
+    return pd.DataFrame(rows, columns=["metric", *columns])
 
 
 def ced_plot(ctx: AppContext):
-    """CED figure of the full set and each non-empty subset (x axis fitted, 10 % marked)."""
+    """CED figure with one curve per column of the table (x axis fitted, 10 % marked)."""
     ts = ctx.testset
     if ts is None or ts.nme is None:
         return None
-    curves = {"full": ts.nme}
-    for j, name in enumerate(ATTRIBUTES):
-        if ts.flags[:, j].any():
-            curves[name] = ts.nme[ts.flags[:, j]]
-    return metrics.ced_figure(curves)
+    return metrics.ced_figure({name: ts.nme[faces] for name, faces in metric_columns(ts).items()})
 
 
 def landmark_plot(ctx: AppContext):
@@ -98,12 +164,22 @@ def landmark_plot(ctx: AppContext):
 
 
 def overview(ctx: AppContext):
-    """(status, summary table, CED figure, per-landmark figure)."""
-    return status(ctx), summary_table(ctx), ced_plot(ctx), landmark_plot(ctx)
+    """(status, metrics note, summary table, CED figure, per-landmark figure, landmark line, landmark
+    table): the panels are hidden until there are predictions (the note and the landmark line say
+    what they need), the table's label names the split, and the landmark table starts closed."""
+    ts = ctx.testset
+    ready = ts is not None and ts.nme is not None
+    label = "Metrics"
+    if ts is not None:
+        label = f"Metrics of the {ts.split} split" + (" by split" if ts.kind == "annotate" else " and its subsets")
+    landmark_line = LANDMARK_NEEDS if ts is not None and not ready else LANDMARK_HINT
+    return (status(ctx), metrics_note(ctx), gr.update(value=summary_table(ctx), visible=ready, label=label),
+            gr.update(value=ced_plot(ctx), visible=ready), gr.update(value=landmark_plot(ctx), visible=ready),
+            landmark_line, gr.update(value=None, visible=False))
 
 
 def compute(ctx: AppContext, progress=gr.Progress()):
-    """``stored_predictions.compute`` (whole test set, kept beside the review database), then the
+    """``stored_predictions.compute`` (every face held, kept beside the review database), then the
     refreshed overview."""
     stored_predictions.compute(ctx, progress)
     return overview(ctx)
@@ -133,7 +209,7 @@ def annotated_gallery(ctx: AppContext, ranking: str | None):
         raise gr.Error(str(exc), print_exception=False) from None
     items = [(face_view(ctx, int(index), size=THUMB_SIZE), annotated_caption(ts, rank, int(index)))
              for rank, index in enumerate(order[:GALLERY_MAX], start=1)]
-    count = (f"{len(order)} face(s), no ground truth to score: ranked by {RANKINGS[ranking]}"
+    count = (f"{counted(len(order), 'face')}, no ground truth to score: ranked by {RANKINGS[ranking]}"
              + (f"; showing the first {GALLERY_MAX}" if len(order) > GALLERY_MAX else "") + ".")
     return items, [int(i) for i in order], count
 
@@ -158,8 +234,10 @@ def gallery(ctx: AppContext, subset: str, nme_min: float | None, nme_max: str | 
     ts = ctx.testset
     if ts is not None and ts.kind == "annotate":
         return annotated_gallery(ctx, ranking)
-    if ts is None or ts.nme is None:
+    if ts is None:
         return [], [], status(ctx)
+    if ts.nme is None:
+        return [], [], f"The gallery ranks faces worst NME first and needs predictions: {_how_to_predict(ctx)}."
     lo = float(nme_min or 0.0)
     hi = parse_upper_bound(nme_max)
     lo, hi = min(lo, hi), max(lo, hi)
@@ -170,7 +248,8 @@ def gallery(ctx: AppContext, subset: str, nme_min: float | None, nme_max: str | 
     items = [(face_view(ctx, int(index), size=THUMB_SIZE), caption(rank, float(ts.nme[index]), int(index)))
              for rank, index in enumerate(order[:GALLERY_MAX], start=1)]
     upper = "no upper bound" if hi == float("inf") else f"to {hi:g} %"
-    count = (f"{len(order)} face(s) match ({subset}, NME from {lo:g} % {upper}), worst first"
+    count = (f"{counted(len(order), 'face')} {'matches' if len(order) == 1 else 'match'} ({subset}, NME from "
+             f"{lo:g} % {upper}), worst first"
              + (f"; showing the first {GALLERY_MAX}" if len(order) > GALLERY_MAX else "") + ".")
     return items, [int(i) for i in order], count
 
@@ -186,7 +265,9 @@ def landmark_faces(ctx: AppContext, landmark):
 
     With no landmark chosen the table is hidden and the heading says what to type."""
     ts = ctx.testset
-    if ts is None or ts.nme is None or landmark is None or str(landmark).strip() == "":
+    if ts is not None and ts.nme is None:
+        return gr.update(value=None, visible=False), [], LANDMARK_NEEDS
+    if ts is None or landmark is None or str(landmark).strip() == "":
         return gr.update(value=None, visible=False), [], LANDMARK_HINT
     try:
         point = check_landmark_index(str(landmark).strip(), "Landmark")

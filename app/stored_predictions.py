@@ -1,6 +1,7 @@
-"""Predictions of the WFLW test set made in the app: computed with the loaded model (at background
-priority), kept beside the review database, found again at the next start, and their provenance
-(which checkpoint, flip test, box mode) for the browser's status line and the review export.
+"""Predictions made in the app for the faces it holds (WFLW's test split, or every face of an own-photo
+dataset: split "all"): computed with the loaded model (at background priority), kept beside the review
+database, found again at the next start, and their provenance (which checkpoint, split, flip test,
+box mode) for the browser's status line, Compare and the review export.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from PIL import Image
 
 from app.context import AppContext
 from app.wflw_faces import require_testset
-from training.evaluate import EvaluationCancelled, predict_samples, prediction_meta, write_predictions
+from training.evaluate import (DEFAULT_SPLIT, EvaluationCancelled, predict_samples, prediction_meta,
+                               write_predictions)
 from model.formats.wflw import resolve_image
 
 log = logging.getLogger(__name__)
@@ -53,11 +55,12 @@ def _weights_path(ctx: AppContext) -> Path | None:
 
 
 def model_meta(ctx: AppContext, unknown: str | None) -> dict:
-    """Provenance of predictions the loaded model makes here (``training.evaluate.prediction_meta``);
-    ``unknown`` stands for the checkpoint name and sha256 when the weights are not a file."""
+    """Provenance of predictions the loaded model makes here for the split the app holds
+    (``training.evaluate.prediction_meta``); ``unknown`` stands for the checkpoint name and sha256
+    when the weights are not a file."""
     p = ctx.predictor
     settings = dict(flip_test=bool(p.flip_test), flip_convention=p.flip_convention, box_mode=BOX_MODE,
-                    input_size=int(p.input_size))
+                    input_size=int(p.input_size), split=DEFAULT_SPLIT if ctx.testset is None else ctx.testset.split)
     weights = _weights_path(ctx)
     if weights is not None:
         return prediction_meta(weights, **settings)
@@ -78,9 +81,10 @@ def provenance(ctx: AppContext) -> dict:
 
 
 def compute(ctx: AppContext, progress=gr.Progress()) -> None:
-    """Run the loaded model on the whole test set (progress bar, cancellable) at background
-    priority (``ctx.batch_predictor`` when the context has one), keep the predictions beside the
-    review database and hand them to the test set."""
+    """Run the loaded model on every face the app holds (its split: WFLW's test split, or "all" of an
+    own-photo dataset; progress bar, cancellable) at background priority (``ctx.batch_predictor``
+    when the context has one), keep the predictions beside the review database, labelled with the
+    split, and hand them to the face set."""
     ts = require_testset(ctx)
     if ctx.predictor is None:
         raise gr.Error("The 98-point model is not loaded, so predictions cannot be computed. " + (ctx.banner or ""),
@@ -88,8 +92,8 @@ def compute(ctx: AppContext, progress=gr.Progress()) -> None:
     ts.cancel.clear()
     try:
         pred = predict_samples(getattr(ctx, "batch_predictor", ctx.predictor), ts.samples, ts.tree.images, BOX_MODE,
-                               progress=lambda done, total: progress((done, total), desc="Predicting WFLW test images",
-                                                                     unit="image"),
+                               progress=lambda done, total: progress((done, total), unit="image",
+                                                                     desc=f"Predicting the {ts.split} split"),
                                cancel=ts.cancel.is_set)
     except EvaluationCancelled as exc:
         raise gr.Error(f"Computation stopped ({exc}); the previous predictions are kept.",

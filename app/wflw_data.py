@@ -1,7 +1,9 @@
-"""The WFLW test set as the browser and review tabs hold it: faces, predictions, per-face NME, order.
+"""The faces the browser and review tabs hold, with predictions, per-face NME and order.
 
-UI state only. Reading the test split is ``model.formats.wflw.load_test_split``; the ``predictions.json``
-schema (one writer, one reader) is ``training.evaluate``; NME is ``training.metrics``.
+A WFLW root gives its test split; a dataset of your own photos (``python -m model.annotate``) gives
+every face, test split first, then train: split "all". UI state only. Reading a split is
+``training.evaluate.load_split``; the ``predictions.json`` schema (one writer, one reader) is
+``training.evaluate``; NME is ``training.metrics``.
 """
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ from model.formats.coco import read_coco
 from model.formats.dataset import DatasetTree
 from model.layout import ATTRIBUTES, NUM_LANDMARKS
 from training import metrics
-from training.evaluate import read_predictions, read_predictions_meta
+from training.evaluate import EVAL_SPLITS, load_split, read_predictions, read_predictions_meta
 from training.prepare import ANNOTATIONS_URL, IMAGES_GDRIVE_ID
-from model.formats.wflw import Sample, WFLWTree, attribute_matrix, find_wflw_root, load_test_split, load_wflw_txt
+from model.formats.wflw import Sample, WFLWTree, find_wflw_root, load_wflw_txt
 
 # What kind of dataset a root holds: WFLW itself (human ground truth, test split), or one written by
 # ``python -m model.annotate`` (ROOT/annotations.json beside the lists: model points, some reviewed).
@@ -41,7 +43,7 @@ HOW_TO_GET_WFLW = (
 
 @dataclass
 class WFLWTestSet:
-    """The test faces of a WFLW root and, once known, their predictions.
+    """The faces of one split of a dataset and, once known, their predictions.
 
     Attributes:
         tree: the standard tree.
@@ -54,7 +56,7 @@ class WFLWTestSet:
         cancel: set to stop a running computation of predictions.
         kind: "wflw" or "annotate" (``KINDS``).
         num_test: the first ``num_test`` faces are the test split (all of them for WFLW; an annotate
-            dataset holds its test faces first, then its train faces).
+            dataset holds its test faces first, then its train faces: ``training.evaluate``'s split "all").
         sources: (N,) "model" / "human" per face (annotate datasets; all "human" for WFLW).
         scores: (N,) float64 detector scores (NaN where unknown).
         flip_errors: (N,) float64 flip errors, % of the inter-ocular distance (NaN where unknown).
@@ -89,7 +91,7 @@ class WFLWTestSet:
         tree = find_wflw_root(root)
         if DatasetTree(tree.root).is_own_dataset():
             return cls.load_annotated(tree)
-        samples, flags = load_test_split(tree)
+        samples, flags = load_split(tree, "test")
         return cls(tree, samples, flags)
 
     @classmethod
@@ -97,11 +99,8 @@ class WFLWTestSet:
         """Test then train faces of an annotate dataset, each with the ``source``, detector
         ``score`` and ``flip_error`` of its ``annotations.json`` entry (matched by image and box)."""
         coco = DatasetTree(tree.root).coco
-        samples = load_wflw_txt(tree.annotations("test"))
-        num_test = len(samples)
-        samples += load_wflw_txt(tree.annotations("train"))
-        if not samples:
-            raise ValueError(f"{tree.root}: the annotate dataset has no faces")
+        samples, flags = load_split(tree, "all")  # test faces first, then train
+        num_test = len(load_wflw_txt(tree.annotations("test")))
         records, _ = read_coco(coco)
         faces = {}
         for record in records:
@@ -116,12 +115,34 @@ class WFLWTestSet:
             sources.append(match[0].get("source", "model"))
             scores.append(match[0]["score"])
             flips.append(match[0].get("flip_error", np.nan))
-        return cls(tree, samples, attribute_matrix(samples), kind="annotate", num_test=num_test,
+        return cls(tree, samples, flags, kind="annotate", num_test=num_test,
                    sources=sources, scores=scores, flip_errors=flips)
 
     @property
+    def split(self) -> str:
+        """The split the set holds (``training.evaluate.EVAL_SPLITS``): "test" for WFLW, "all" for
+        an annotate dataset. Predictions computed or loaded here are for it."""
+        return "all" if self.kind == "annotate" else "test"
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits whose faces the set holds: ("test",) for WFLW, all three for an annotate dataset."""
+        return EVAL_SPLITS if self.kind == "annotate" else ("test",)
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Indices of the faces of ``split`` ("test", "train" or "all"), in ``load_split`` order.
+
+        Raises ``ValueError`` for a split the set does not hold (WFLW's train faces are not loaded).
+        """
+        if split not in self.splits:
+            held = "only the test split of WFLW" if self.kind == "wflw" else f"the splits {', '.join(self.splits)}"
+            raise ValueError(f"split {split!r} is not available: the browser holds {held}")
+        start, stop = {"test": (0, self.num_test), "train": (self.num_test, len(self)), "all": (0, len(self))}[split]
+        return np.arange(start, stop)
+
+    @property
     def test_samples(self) -> list[Sample]:
-        """The faces of the test split (those ``training.evaluate`` predicts)."""
+        """The faces of the test split (those ``training.evaluate`` predicts by default)."""
         return self.samples[: self.num_test]
 
     def split_of(self, index: int) -> str:
@@ -167,8 +188,10 @@ class WFLWTestSet:
         self.meta = dict(meta or {})
 
     def load_predictions(self, path: str | os.PathLike) -> None:
-        """Read a ``predictions.json`` of ``training.evaluate`` made for this test list."""
-        self.set_predictions(read_predictions(path, self.samples), Path(path).name, read_predictions_meta(path))
+        """Read a ``predictions.json`` of ``training.evaluate`` made for the split the set holds
+        (``split``); a file made for another split is refused, naming both."""
+        self.set_predictions(read_predictions(path, self.samples, self.split), Path(path).name,
+                             read_predictions_meta(path))
 
     def order(self, subset: str = "all", nme_range: tuple[float, float] = (0.0, float("inf"))) -> np.ndarray:
         """Face indices worst NME first, restricted to a subset and an NME range (fractions)."""

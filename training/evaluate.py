@@ -1,8 +1,14 @@
-"""Evaluate a checkpoint on the WFLW test set the way the papers report it.
+"""Evaluate a checkpoint on one split of a WFLW root the way the papers report it.
 
-    python -m training.evaluate --wflw-root ROOT --weights CKPT --out DIR [--box landmarks|rect|detector]
-        [--no-flip] [--flip-convention auto|1.x|0.x] [--bf16] [--device auto|cpu|cuda|cuda:N]
-        [--batch-size 128]
+    python -m training.evaluate --wflw-root ROOT --weights CKPT --out DIR [--split test|train|all]
+        [--box landmarks|rect|detector] [--no-flip] [--flip-convention auto|1.x|0.x] [--bf16]
+        [--device auto|cpu|cuda|cuda:N] [--batch-size 128]
+
+Splits: ``test`` (default) is the test list: WFLW's 2,500 test faces, or the photos
+``model.annotate`` held out (``--val-fraction``) of a dataset of your own photos; ``train`` the train
+list; ``all`` both, test faces first (the order the app's browser holds an own-photo dataset in).
+The split is named in the printed table, metrics.json and predictions.json, and a predictions file
+is only read back for the split it was made for.
 
 Faces are cropped from the full images (the crops of ``Predictor.predict_boxes``: ``cv2.warpAffine``
 on CPU, ``model.geometry.gpu_crops`` on the GPU, where the images are uploaded once and the crops stay),
@@ -44,7 +50,10 @@ from model.network import load_checkpoint
 from model.pipeline import Predictor
 from model.weights import file_sha256
 from training.metrics import ced_figure, format_table, nme, subset_table
-from model.formats.wflw import BOX_MODES, Sample, crop_box, find_wflw_root, load_test_split, read_json, resolve_image
+from training.text import counted
+from training.prepare import open_wflw_root
+from model.formats.wflw import (BOX_MODES, Sample, WFLWTree, attribute_matrix, crop_box, load_wflw_txt, read_json,
+                                resolve_image)
 
 BOX_CHOICES = (*BOX_MODES, "detector")
 
@@ -52,6 +61,10 @@ BOX_CHOICES = (*BOX_MODES, "detector")
 PREDICTIONS_FORMAT = "landmark-studio-predictions"
 PREDICTIONS_VERSION = 1
 PREDICTIONS_META_KEYS = ("checkpoint", "sha256", "flip_test", "flip_convention", "box_mode", "input_size")
+# Which faces are scored: the test list, the train list, or both (test first). A predictions file
+# whose meta has no "split" holds the test split.
+EVAL_SPLITS = ("test", "train", "all")
+DEFAULT_SPLIT = "test"
 GT_TOLERANCE_PX = 0.01  # a record's ground truth must match the annotations this closely
 COORD_DECIMALS = 3       # points are stored rounded to 1e-3 px
 
@@ -60,19 +73,43 @@ class EvaluationCancelled(RuntimeError):
     """``predict_samples`` stopped because its ``cancel()`` returned True."""
 
 
+# ----------------------------------------------------------------------------- splits
+
+
+def check_split(split: str) -> str:
+    """``split`` when it is one of ``EVAL_SPLITS``, else ``ValueError`` naming it and the choices."""
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(EVAL_SPLITS)}, got {split!r}")
+    return split
+
+
+def load_split(tree: WFLWTree, split: str = DEFAULT_SPLIT) -> tuple[list[Sample], np.ndarray]:
+    """The faces of one split of a WFLW tree and their (N, 6) bool attribute flags (``ATTRIBUTES`` order).
+
+    ``test`` and ``train`` are the two raw lists; ``all`` is the test list followed by the train list.
+    Raises ``ValueError`` naming the list(s) when the split has no faces.
+    """
+    parts = ("test", "train") if check_split(split) == "all" else (split,)
+    samples = [s for part in parts for s in load_wflw_txt(tree.annotations(part))]
+    if not samples:
+        raise ValueError(f"the {split} split of {tree.root} has no faces "
+                         f"({', '.join(tree.annotations(part).name for part in parts)} empty)")
+    return samples, attribute_matrix(samples)
+
+
 # ----------------------------------------------------------------------------- predictions.json
 
 
 def prediction_meta(weights: str | os.PathLike, *, flip_test: bool, flip_convention: str, box_mode: str,
-                    input_size: int, **extra) -> dict:
+                    input_size: int, split: str = DEFAULT_SPLIT, **extra) -> dict:
     """The provenance ``write_predictions`` requires: checkpoint file name and sha256, flip test,
-    flip convention, box mode and input size (plus any ``extra`` JSON-able entries)."""
+    flip convention, box mode, input size and the split predicted (plus any ``extra`` JSON-able entries)."""
     weights = Path(weights)
     if box_mode not in BOX_CHOICES:
         raise ValueError(f"box_mode must be one of {BOX_CHOICES}, got {box_mode!r}")
     return {"checkpoint": weights.name, "sha256": file_sha256(weights), "flip_test": bool(flip_test),
             "flip_convention": check_flip_convention(flip_convention), "box_mode": box_mode,
-            "input_size": int(input_size), **extra}
+            "input_size": int(input_size), "split": check_split(split), **extra}
 
 
 def _check_points(pred, count: int, what: str) -> np.ndarray:
@@ -91,23 +128,25 @@ def write_predictions(path: str | os.PathLike, samples: list[Sample], pred, meta
         {"format": "landmark-studio-predictions", "version": 1,
          "meta": {"checkpoint": file name, "sha256": hex, "flip_test": bool,
                   "flip_convention": "1.x" | "0.x", "box_mode": "landmarks" | "rect" | "detector",
-                  "input_size": int, ...},
+                  "input_size": int, "split": "test" | "train" | "all", ...},
          "faces": [{"index": i, "image": path relative to WFLW_images/, "nme": fraction,
                     "pred": [[x, y] x 98], "gt": [[x, y] x 98]}, ...]}
 
-    Face ``i`` is ``samples[i]`` (the test list in file order); points are image pixels rounded to
-    1e-3 px.
+    Face ``i`` is ``samples[i]`` (the split's faces in ``load_split`` order); points are image
+    pixels rounded to 1e-3 px.
 
     Args:
         path: the file to write.
-        samples: the N test faces the predictions are for.
+        samples: the N faces of the split the predictions are for.
         pred: (N, 98, 2) image pixels.
-        meta: provenance with at least ``PREDICTIONS_META_KEYS`` (see ``prediction_meta``).
+        meta: provenance with at least ``PREDICTIONS_META_KEYS`` (see ``prediction_meta``), and the
+            split (one of ``EVAL_SPLITS``; ``DEFAULT_SPLIT`` when absent).
     """
     pred = _check_points(pred, len(samples), "pred")
     missing = [k for k in PREDICTIONS_META_KEYS if k not in meta]
     if missing:
         raise ValueError(f"predictions meta lacks {missing} (needs {PREDICTIONS_META_KEYS})")
+    meta = {**meta, "split": check_split(meta.get("split", DEFAULT_SPLIT))}
     gt = np.stack([s.landmarks for s in samples]) if samples else np.zeros((0, NUM_LANDMARKS, 2))
     per_face = nme(pred, gt) if samples else np.zeros(0)
     faces = [{"index": i, "image": s.image, "nme": float(per_face[i]),
@@ -115,7 +154,7 @@ def write_predictions(path: str | os.PathLike, samples: list[Sample], pred, meta
               "gt": np.round(s.landmarks.astype(np.float64), COORD_DECIMALS).tolist()}
              for i, s in enumerate(samples)]
     return atomic_write_json(path, {"format": PREDICTIONS_FORMAT, "version": PREDICTIONS_VERSION,
-                                    "meta": dict(meta), "faces": faces})
+                                    "meta": meta, "faces": faces})
 
 
 def _read_document(path: Path) -> dict:
@@ -132,15 +171,24 @@ def _read_document(path: Path) -> dict:
 
 
 def read_predictions_meta(path: str | os.PathLike) -> dict:
-    """The provenance block of a ``predictions.json`` (see ``write_predictions``)."""
-    return dict(_read_document(Path(path))["meta"])
+    """The provenance block of a ``predictions.json`` (see ``write_predictions``), with its split
+    (``DEFAULT_SPLIT`` when the file names none)."""
+    meta = dict(_read_document(Path(path))["meta"])
+    meta.setdefault("split", DEFAULT_SPLIT)
+    return meta
 
 
-def read_predictions(path: str | os.PathLike, samples: list[Sample]) -> np.ndarray:
-    """Read ``predictions.json`` (``write_predictions``'s schema) for these test faces.
+def read_predictions(path: str | os.PathLike, samples: list[Sample], split: str = DEFAULT_SPLIT) -> np.ndarray:
+    """Read ``predictions.json`` (``write_predictions``'s schema) for the faces of one split.
 
-    Every face of ``samples`` must have exactly one record, whose ``image`` and ``gt`` match it
-    (to ``GT_TOLERANCE_PX``): predictions made for another test list are refused.
+    The file must have been made for ``split``, and every face of ``samples`` must have exactly one
+    record, whose ``image`` and ``gt`` match it (to ``GT_TOLERANCE_PX``): predictions made for
+    another split or another face list are refused.
+
+    Args:
+        path: the file.
+        samples: the split's faces, in ``load_split`` order.
+        split: the split ``samples`` are (one of ``EVAL_SPLITS``).
 
     Returns:
         (N, 98, 2) float32 image pixels, row i for ``samples[i]``.
@@ -150,9 +198,15 @@ def read_predictions(path: str | os.PathLike, samples: list[Sample]) -> np.ndarr
     """
     path = Path(path)
     data = _read_document(path)
+    made_for = data["meta"].get("split", DEFAULT_SPLIT)
+    if made_for != check_split(split):
+        raise ValueError(f"{path.name} holds predictions for the {made_for} split "
+                         f"({counted(len(data['faces']), 'face')}), not the {split} split "
+                         f"({counted(len(samples), 'face')}); make them with "
+                         f"python -m training.evaluate --split {split}")
     records = data["faces"]
     if len(records) != len(samples):
-        raise ValueError(f"{path.name}: {len(records)} faces, but the test list has {len(samples)}")
+        raise ValueError(f"{path.name}: {counted(len(records), 'face')}, but the {split} split has {len(samples)}")
     pred = np.full((len(samples), NUM_LANDMARKS, 2), np.nan, dtype=np.float32)
     seen = np.zeros(len(samples), dtype=bool)
     for order, record in enumerate(records):
@@ -161,12 +215,12 @@ def read_predictions(path: str | os.PathLike, samples: list[Sample]) -> np.ndarr
             raise ValueError(f"{where}: expected an object with 'index', 'image', 'pred' and 'gt'")
         index = record["index"]
         if not isinstance(index, int) or not 0 <= index < len(samples):
-            raise ValueError(f"{where}: index {index!r} outside the test list (0..{len(samples) - 1})")
+            raise ValueError(f"{where}: index {index!r} outside the {split} split (0..{len(samples) - 1})")
         if seen[index]:
             raise ValueError(f"{where}: index {index} appears twice")
         sample = samples[index]
         if record["image"] != sample.image:
-            raise ValueError(f"{where}: image {record['image']!r}, but test face {index} is {sample.image!r}")
+            raise ValueError(f"{where}: image {record['image']!r}, but {split} face {index} is {sample.image!r}")
         try:
             points = np.asarray(record["pred"], dtype=np.float32).reshape(NUM_LANDMARKS, 2)
             gt = np.asarray(record["gt"], dtype=np.float32).reshape(NUM_LANDMARKS, 2)
@@ -175,8 +229,8 @@ def read_predictions(path: str | os.PathLike, samples: list[Sample]) -> np.ndarr
         if not np.all(np.isfinite(points)):
             raise ValueError(f"{where}: 'pred' has non-finite values")
         if not np.allclose(gt, sample.landmarks, atol=GT_TOLERANCE_PX, rtol=0):
-            raise ValueError(f"{where}: its ground truth differs from test face {index} ({sample.image}) "
-                             f"of the loaded test list")
+            raise ValueError(f"{where}: its ground truth differs from {split} face {index} ({sample.image}) "
+                             f"of the loaded {split} split")
         pred[index], seen[index] = points, True
     return pred
 
@@ -281,6 +335,10 @@ def _boxes(predictor: Predictor, image: np.ndarray, faces: list[Sample], box_mod
 
 
 def _as_percent(summary: dict) -> dict:
+    """A ``summarize`` result as metrics.json holds it: NME and FR in percent, AUC a fraction; ``None``
+    for the numbers of an empty set (JSON has no NaN)."""
+    if summary["num_faces"] == 0:
+        return {"nme": None, "fr@0.1": None, "auc@0.1": None, "num_faces": 0}
     return {"nme": 100 * summary["nme"], "fr@0.1": 100 * summary["fr"], "auc@0.1": summary["auc"],
             "num_faces": summary["num_faces"]}
 
@@ -310,16 +368,17 @@ def resolve_flip_convention(requested: str, config: dict, source: str = "checkpo
 
 
 def evaluate_checkpoint(wflw_root: str | os.PathLike, weights: str | os.PathLike, out: str | os.PathLike, *,
-                        box: str = "landmarks", flip_test: bool = True,
+                        split: str = DEFAULT_SPLIT, box: str = "landmarks", flip_test: bool = True,
                         flip_convention: str = AUTO_FLIP_CONVENTION, precision: str = "fp32",
                         device: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
-    """Evaluate ``weights`` on the WFLW test set; write metrics.json, predictions.json and ced.png.
+    """Evaluate ``weights`` on one split of a WFLW root; write metrics.json, predictions.json and ced.png.
 
     Args:
-        wflw_root: the standard WFLW tree (``model.formats.wflw.find_wflw_root``).
+        wflw_root: the standard WFLW tree (``training.prepare.open_wflw_root``).
         weights: a checkpoint file (project or mmpose); a project checkpoint's ``config.input_size``
             sets the crop size.
         out: folder for the three files (created).
+        split: the faces scored, one of ``EVAL_SPLITS`` (``load_split``); recorded in both files.
         box: crop box mode, one of ``BOX_CHOICES``.
         flip_test: test-time flip.
         flip_convention: "1.x", "0.x" or "auto" (``resolve_flip_convention``); metrics.json
@@ -330,7 +389,8 @@ def evaluate_checkpoint(wflw_root: str | os.PathLike, weights: str | os.PathLike
         batch_size: faces per forward pass, gathered across images.
 
     Returns:
-        the metrics dict written to metrics.json (NME and FR in percent, AUC a fraction).
+        the metrics dict written to metrics.json (NME and FR in percent, AUC a fraction; subsets
+        without faces have ``None`` for their numbers).
     """
     if box not in BOX_CHOICES:
         raise ValueError(f"box {box!r} is not supported: use one of {BOX_CHOICES}")
@@ -338,8 +398,8 @@ def evaluate_checkpoint(wflw_root: str | os.PathLike, weights: str | os.PathLike
         raise ValueError(f"precision {precision!r} is not supported: use one of {PRECISIONS}")
     if flip_convention != AUTO_FLIP_CONVENTION:
         check_flip_convention(flip_convention)
-    tree = find_wflw_root(wflw_root)
-    samples, flags = load_test_split(tree)
+    tree = open_wflw_root(wflw_root)
+    samples, flags = load_split(tree, split)
     weights = Path(weights)
     model, config = load_checkpoint(weights)
     convention, convention_source = resolve_flip_convention(flip_convention, config, weights.name)
@@ -355,7 +415,7 @@ def evaluate_checkpoint(wflw_root: str | os.PathLike, weights: str | os.PathLike
     per_image = nme(pred, np.stack([s.landmarks for s in samples]))
     table = subset_table(per_image, flags)
     meta = prediction_meta(weights, flip_test=flip_test, flip_convention=convention, box_mode=box,
-                           input_size=predictor.input_size, precision=precision)
+                           input_size=predictor.input_size, split=split, precision=precision)
     metrics = {**_as_percent(table["full"]), **meta, "flip_convention_source": convention_source,
                "weights": str(weights), "subsets": {name: _as_percent(table[name]) for name in ATTRIBUTES}}
     if box == "detector":
@@ -363,18 +423,21 @@ def evaluate_checkpoint(wflw_root: str | os.PathLike, weights: str | os.PathLike
     if precision == "bf16":
         distance = np.linalg.norm(pred - run("fp32")[0], axis=-1)
         metrics["bf16_deviation_px"] = {"mean": float(distance.mean()), "max": float(distance.max())}
-    _write_results(Path(out), metrics, samples, pred, meta, per_image, f"{weights.name} ({box} boxes)")
-    print(format_table(table))
-    _print_settings(metrics)
+    _write_results(Path(out), metrics, samples, pred, meta, per_image, f"{weights.name} ({split} split, {box} boxes)")
+    _print_results(table, metrics)
     return metrics
 
 
-def _print_settings(metrics: dict) -> None:
-    """The line under the table: boxes, flip test, precision, input size, faces (and bf16's cost)."""
+def _print_results(table: dict, metrics: dict) -> None:
+    """The WFLW table (the subsets that have faces) under a line naming the split, then the
+    settings: boxes, flip test, precision, input size (and bf16's cost)."""
+    split, faces = metrics["split"], counted(metrics["num_faces"], "face")
+    print(f"{split} split, {faces}" + ("" if split == "test" else " (the first column is the whole split)"))
+    print(format_table({name: row for name, row in table.items() if name == "full" or row["num_faces"]}))
     flip = f"on ({metrics['flip_convention']}, {metrics['flip_convention_source']})" if metrics["flip_test"] else "off"
     missed = metrics.get("detector_missed")
-    print(f"box: {metrics['box_mode']}, flip test: {flip}, precision: {metrics['precision']}, input size: "
-          f"{metrics['input_size']}, faces: {metrics['num_faces']}"
+    print(f"split: {split}, box: {metrics['box_mode']}, flip test: {flip}, precision: {metrics['precision']}, "
+          f"input size: {metrics['input_size']}, faces: {metrics['num_faces']}"
           + (f", detector missed {missed} (rectangle used)" if missed is not None else ""))
     if "bf16_deviation_px" in metrics:
         print(f"bf16 moved the points by {metrics['bf16_deviation_px']['mean']:.4f} px on average, "
@@ -391,15 +454,21 @@ def _write_results(out: Path, metrics: dict, samples: list[Sample], pred: np.nda
     atomic_write(out / "ced.png", lambda tmp: figure.savefig(tmp, format="png"))
 
 
+PROG = "python -m training.evaluate"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate",
-                                     description="Evaluate a checkpoint on the WFLW test set.")
+    parser = argparse.ArgumentParser(prog=PROG, description="Evaluate a checkpoint on one split of a WFLW root.")
     parser.add_argument("--wflw-root", required=True, help="WFLW root (WFLW_images/, WFLW_annotations/)")
     parser.add_argument("--out", required=True, help="folder for metrics.json, predictions.json, ced.png")
     add_model_arguments(parser, flags=("weights", "device", "no_flip"), weights_required=True,
                         weights_help="checkpoint to evaluate (a training checkpoint or an mmpose file)")
+    parser.add_argument("--split", default=DEFAULT_SPLIT, choices=EVAL_SPLITS,
+                        help="faces to score: test (WFLW's test list, or the photos model.annotate held out of "
+                             "your own), train, or all (test then train) (default: test)")
     parser.add_argument("--box", default="landmarks", choices=BOX_CHOICES,
-                        help="crop box: mmpose's box from the landmarks (published), WFLW rectangle, or MTCNN")
+                        help="crop box: mmpose's box from the landmarks (published), WFLW rectangle, or MTCNN "
+                             "(default: landmarks)")
     parser.add_argument("--flip-convention", default=AUTO_FLIP_CONVENTION,
                         choices=(AUTO_FLIP_CONVENTION, *FLIP_CONVENTIONS),
                         help="flip-back formula: 1.x (x -> 1 - x - 1/size, NME 4.44), 0.x (x -> 1 - x, 4.41), or "
@@ -413,11 +482,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit status."""
+    """The command line; returns the exit status. A folder that is not a WFLW root, or a split
+    without faces, is one line on stderr and exit status 2 (before the checkpoint is read)."""
     args = parse_args(argv)
-    evaluate_checkpoint(args.wflw_root, args.weights, args.out, box=args.box, flip_test=not args.no_flip,
-                        flip_convention=args.flip_convention, precision="bf16" if args.bf16 else "fp32",
-                        device=args.device, batch_size=args.batch_size)
+    try:
+        load_split(open_wflw_root(args.wflw_root), args.split)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    evaluate_checkpoint(args.wflw_root, args.weights, args.out, split=args.split, box=args.box,
+                        flip_test=not args.no_flip, flip_convention=args.flip_convention,
+                        precision="bf16" if args.bf16 else "fp32", device=args.device, batch_size=args.batch_size)
     return 0
 
 

@@ -2,6 +2,9 @@
 
     python -m training.prepare --images WFLW_images.tar.gz --annotations WFLW_annotations.tar.gz --out ROOT
 
+``open_wflw_root`` is the check ``training.train`` and ``training.evaluate`` make first: a folder that
+is not a WFLW root fails in one line that says what is missing and where it comes from.
+
 ``--images`` / ``--annotations`` take the official archives or already extracted folders (linked,
 not copied). Without ``--annotations``, ``--download-annotations`` fetches the archive from the WFLW
 project page. The image archive lives on Google Drive / Baidu Pan and is never fetched here: the
@@ -11,13 +14,15 @@ referenced image exists, and prints what is missing (exit status 1 when anything
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tarfile
 from pathlib import Path
 
 
 from model.weights import download
-from model.formats.wflw import ANNOTATIONS_DIR, IMAGES_DIR, RAW_LISTS_DIR, SPLITS, WFLWTree, load_wflw_txt, resolve_image
+from model.formats.wflw import (ANNOTATIONS_DIR, IMAGES_DIR, RAW_LISTS_DIR, SPLITS, WFLWTree, find_wflw_root, load_wflw_txt,
+                                resolve_image)
 
 # Where WFLW comes from (research use); the app imports these names rather than retyping them.
 PROJECT_PAGE = "https://wywu.github.io/projects/LAB/WFLW.html"
@@ -36,6 +41,41 @@ def manual_images_step(out: Path) -> str:
         f"    gdown {IMAGES_GDRIVE_ID} -O WFLW_images.tar.gz\n"
         f"then run: python -m training.prepare --images WFLW_images.tar.gz --annotations ... --out {out}"
     )
+
+
+def open_wflw_root(root: str | os.PathLike, flag: str = "--wflw-root") -> WFLWTree:
+    """``model.formats.wflw.find_wflw_root``, failing with one line that names ``flag``, the folder,
+    what is missing in it and where that comes from.
+
+    Raises:
+        FileNotFoundError: e.g. for an unpacked annotation archive, "--wflw-root data/wflw: not a
+            WFLW root, missing WFLW_images/; WFLW_images/ comes from ... gdown ...; lay it out with
+            python -m training.prepare ...".
+    """
+    try:
+        return find_wflw_root(root)
+    except FileNotFoundError:
+        pass
+    tree = WFLWTree(Path(root))
+    if not tree.root.is_dir():
+        raise FileNotFoundError(f"{flag} {root}: no such folder (a WFLW root holds {IMAGES_DIR}/ and "
+                                f"{ANNOTATIONS_DIR}/; see {PROJECT_PAGE})")
+    lists = [tree.annotations(split) for split in SPLITS]
+    missing = [p.relative_to(tree.root).as_posix() + ("/" if p == tree.images else "")
+               for p in (tree.images, *lists) if not p.exists()]
+    out, where = tree.root, []
+    if (tree.root / RAW_LISTS_DIR).is_dir():  # the annotation archive's folder given as the root
+        out = tree.root.parent
+        where.append(f"it holds {RAW_LISTS_DIR}/ itself, so it is the {ANNOTATIONS_DIR} folder: give the folder "
+                     f"above it ({out})")
+    elif not all(p.exists() for p in lists):
+        where.append(f"the lists come from {ANNOTATIONS_URL}")
+    if not tree.images.exists():
+        where.append(f"{IMAGES_DIR}/ comes from {IMAGES_DIR}.tar.gz on Google Drive (file id {IMAGES_GDRIVE_ID}, "
+                     f"e.g. gdown {IMAGES_GDRIVE_ID}) or Baidu Pan ({PROJECT_PAGE})")
+    raise FileNotFoundError(f"{flag} {root}: not a WFLW root, missing {', '.join(missing)}; " + "; ".join(where)
+                            + f"; lay it out with python -m training.prepare --images {IMAGES_DIR}.tar.gz "
+                              f"--annotations {ANNOTATIONS_DIR}.tar.gz --out {out}")
 
 
 def _place(source: Path, out: Path, name: str, marker: str | None = None) -> Path:

@@ -23,11 +23,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from model.constants import INPUT_SIZE
 from model.geometry import landmark_box
 from model.layout import ATTRIBUTES, FLIP_INDICES, NUM_LANDMARKS, REGIONS
 from model.formats.wflw import SPLITS, Sample, WFLWTree, write_wflw_txt
+from training.text import counted
 
 IMAGE_FOLDER = "0--Synthetic"
 SUBPIXEL_BITS = 4  # cv2 drawing with fixed-point coordinates (1/16 px)
@@ -267,8 +269,11 @@ def make_face(rng: np.random.Generator, size: int = INPUT_SIZE) -> tuple[np.ndar
 
 
 def write_synthetic_wflw(out: str | os.PathLike, num_train: int, num_test: int, size: int = INPUT_SIZE,
-                         seed: int = 0) -> WFLWTree:
-    """Write a WFLW-layout tree of drawn faces under ``out``; returns its ``WFLWTree``."""
+                         seed: int = 0, show_progress: bool = False) -> WFLWTree:
+    """Write a WFLW-layout tree of drawn faces under ``out``; returns its ``WFLWTree``.
+
+    ``show_progress``: a progress bar with an ETA on stderr (tqdm), one step per face written.
+    """
     if num_train < 1 or num_test < 1:
         raise ValueError(f"num_train and num_test must be at least 1, got {num_train} and {num_test}")
     if size < 32:
@@ -277,18 +282,21 @@ def write_synthetic_wflw(out: str | os.PathLike, num_train: int, num_test: int, 
     (tree.images / IMAGE_FOLDER).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     by_split: dict[str, list[Sample]] = {}
-    for split, count in zip(SPLITS, (num_train, num_test)):
-        samples = []
-        for i in range(count):
-            image, sample = make_face(rng, size)
-            sample.image = f"{IMAGE_FOLDER}/synthetic_{split}_{i:05d}.jpg"
-            if not cv2.imwrite(str(tree.images / sample.image), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                               [cv2.IMWRITE_JPEG_QUALITY, 95]):
-                raise OSError(f"could not write {tree.images / sample.image}")
-            samples.append(sample)
-        tree.annotations(split).parent.mkdir(parents=True, exist_ok=True)
-        write_wflw_txt(tree.annotations(split), samples)
-        by_split[split] = samples
+    with tqdm(total=num_train + num_test, unit="face", desc="synthetic WFLW", disable=not show_progress,
+              dynamic_ncols=True) as bar:
+        for split, count in zip(SPLITS, (num_train, num_test)):
+            samples = []
+            for i in range(count):
+                image, sample = make_face(rng, size)
+                sample.image = f"{IMAGE_FOLDER}/synthetic_{split}_{i:05d}.jpg"
+                if not cv2.imwrite(str(tree.images / sample.image), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, 95]):
+                    raise OSError(f"could not write {tree.images / sample.image}")
+                samples.append(sample)
+                bar.update()
+            tree.annotations(split).parent.mkdir(parents=True, exist_ok=True)
+            write_wflw_txt(tree.annotations(split), samples)
+            by_split[split] = samples
     for j, name in enumerate(ATTRIBUTES):
         path = tree.subset_list(name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -309,8 +317,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    tree = write_synthetic_wflw(args.out, args.num_train, args.num_test, args.size, args.seed)
-    print(f"wrote {args.num_train} train and {args.num_test} test faces under {tree.root}")
+    tree = write_synthetic_wflw(args.out, args.num_train, args.num_test, args.size, args.seed, show_progress=True)
+    print(f"wrote {counted(args.num_train, 'train face')} and {counted(args.num_test, 'test face')} under {tree.root}")
     return 0
 
 

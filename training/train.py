@@ -57,9 +57,11 @@ from training.dataset import WFLWDataset
 from training.layers import BN_GROUP, use_ghost_batchnorm
 from training.loss import SoftWingLoss
 from training.metrics import nme, subset_table, summarize
+from training.prepare import open_wflw_root
 from training.recipes import DEFAULT_RECIPE, RECIPES, Recipe, get_recipe, init_head, warmup_factor
 from model.formats.wflw import BOX_MODES, attribute_matrix, find_wflw_root, load_wflw_txt
 
+PROG = "python -m training.train"
 LOG_NAME = "log.txt"
 # Micro-batches each loader worker prepares ahead.
 PREFETCH_FACTOR = 4
@@ -75,12 +77,14 @@ __all__ = ["BEST_NAME", "BN_GROUP", "CHECKPOINT_NAME", "RECIPES", "Recipe", "Tra
 class TrainConfig:
     """Every setting of a run; the defaults reproduce the published checkpoint.
 
-    Fields left at ``None`` take the recipe's value (``resolve_config``), or the device's
-    (``channels_last``: on for CUDA).
+    Fields left at ``None`` take the recipe's value (``resolve_config``: ``RECIPE_FIELDS``), or the
+    device's (``channels_last``: on for CUDA). A field's ``metadata`` holds its flag's ``help``, and
+    ``choices``, ``required`` or ``default_text`` (the default in words) where it needs them.
     """
 
     # data
-    wflw_root: str = field(default="", metadata={"help": "WFLW root (WFLW_images/, WFLW_annotations/)"})
+    wflw_root: str = field(default="", metadata={"help": "WFLW root (WFLW_images/, WFLW_annotations/)",
+                                                 "required": True})
     work_dir: str = field(default="work_dirs/res50_wflw_256", metadata={"help": "output folder"})
     input_size: int = field(default=INPUT_SIZE, metadata={"help": "crop side in pixels (256 = published)"})
     workers: int = field(default=4, metadata={
@@ -101,9 +105,9 @@ class TrainConfig:
                 "published run's 8 GPUs (0 = over the whole micro-batch)"})
     lr: float = field(default=5e-4, metadata={"help": "Adam learning rate (no weight decay)"})
     warmup_iters: int | None = field(default=None, metadata={
-        "help": "linear warm-up length in optimiser steps (default: the recipe's, 500)"})
+        "help": "linear warm-up length in optimiser steps"})
     warmup_ratio: float | None = field(default=None, metadata={
-        "help": "warm-up starts at this x lr (default: the recipe's, 0.001)"})
+        "help": "warm-up starts at this x lr"})
     milestones: list[int] = field(default_factory=lambda: [170, 200], metadata={
         "help": "epochs after which lr is multiplied by --gamma"})
     gamma: float = field(default=0.1, metadata={"help": "lr decay factor at each milestone"})
@@ -115,26 +119,29 @@ class TrainConfig:
         "help": "bf16 autocast on CUDA (the published run trained in fp32)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the training forward and backward"})
     channels_last: bool | None = field(default=None, metadata={
-        "help": "run the network in channels-last memory format (default: on CUDA)"})
+        "help": "run the network in channels-last memory format", "default_text": "on with CUDA, off on CPU"})
     seed: int = field(default=0, metadata={"help": "seed of the sampler, augmentation and init"})
     # evaluation, checkpoints, logging
     eval_interval: int | None = field(default=None, metadata={
-        "help": "evaluate and save every N epochs and at the end (default: the recipe's, 1 for 0.x, 10 for 1.x)"})
+        "help": "evaluate and save every N epochs and at the end"})
     eval_box: str = field(default="landmarks", metadata={"help": "evaluation crop box", "choices": BOX_MODES})
     flip_test: bool = field(default=True, metadata={"help": "average with the mirrored crop at evaluation"})
     flip_convention: str | None = field(default=None, metadata={
-        "help": "flip-back formula at evaluation, which picks best.pth (default: the recipe's)",
+        "help": "flip-back formula at evaluation, which picks best.pth",
         "choices": FLIP_CONVENTIONS})
     resume: bool = field(default=False, metadata={"help": "continue from WORK_DIR/checkpoint.pth"})
     print_freq: int = field(default=10, metadata={"help": "log a progress line every N optimiser steps"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu, cuda or cuda:N"})
 
 
+# TrainConfig fields whose None means "the recipe's value" (training.recipes.Recipe attributes).
+RECIPE_FIELDS = ("warmup_iters", "warmup_ratio", "eval_interval", "flip_convention")
+
+
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
     """A copy of ``cfg`` with every recipe-dependent ``None`` field set from its recipe."""
     recipe = get_recipe(cfg.recipe)
-    fill = {name: getattr(recipe, name) for name in ("warmup_iters", "warmup_ratio", "eval_interval",
-                                                      "flip_convention") if getattr(cfg, name) is None}
+    fill = {name: getattr(recipe, name) for name in RECIPE_FIELDS if getattr(cfg, name) is None}
     return dataclasses.replace(cfg, **fill)
 
 
@@ -311,7 +318,8 @@ def _build_model(cfg: TrainConfig) -> LandmarkRegressor:
 def _check_config(cfg: TrainConfig, world: int) -> tuple[int, int]:
     """Per-process batch and micro-batch, after checking the settings that can be wrong.
 
-    Every bad setting raises ``ValueError`` naming the flag and the value.
+    Every bad setting raises ``ValueError`` naming the flag and the value; a folder that is not a
+    WFLW root, ``FileNotFoundError`` (``training.prepare.open_wflw_root``).
     """
     get_recipe(cfg.recipe)
     if not cfg.wflw_root:
@@ -339,6 +347,7 @@ def _check_config(cfg: TrainConfig, world: int) -> tuple[int, int]:
     if cfg.bn_group < 0 or (cfg.bn_group and micro > cfg.bn_group and micro % cfg.bn_group):
         raise ValueError(f"the micro-batch {micro} must be a multiple of bn_group {cfg.bn_group} "
                          f"(or at most bn_group; 0 turns groups off)")
+    open_wflw_root(cfg.wflw_root)
     return per_rank, micro
 
 
@@ -466,21 +475,51 @@ def _flag_type(annotation) -> type:
 _SHARED_FLAGS = {"device": "device", "flip_test": "no_flip"}
 
 
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    """One dashed flag per ``TrainConfig`` field (booleans: ``--amp`` / ``--no-amp``).
+def _default_text(f: dataclasses.Field) -> str:
+    """A field's default as its flag's help states it: "(default: ...)" or "(required)".
 
-    ``--device`` (auto|cpu|cuda|cuda:N, a bad value exits 2) and ``--no-flip`` (old spelling
-    ``--no-flip-test`` kept as a hidden alias) come from ``model.cli.add_model_arguments``.
+    Recipe fields name each recipe's value (``RECIPES``), so the help cannot drift from the recipes.
     """
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    if f.metadata.get("required"):
+        return "(required)"
+    if "default_text" in f.metadata:
+        return f"(default: {f.metadata['default_text']})"
+    if f.name in RECIPE_FIELDS:
+        values = {name: getattr(recipe, f.name) for name, recipe in RECIPES.items()}
+        if len(set(values.values())) == 1:
+            return f"(default: the recipe's, {next(iter(values.values()))})"
+        return "(default: the recipe's: " + ", ".join(f"{v} for {name}" for name, v in values.items()) + ")"
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if isinstance(default, bool):
+        return f"(default: {'on' if default else 'off'})"
+    if isinstance(default, list):
+        return f"(default: {' '.join(str(v) for v in default)})"
+    return f"(default: {default})"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that states every flag's default once: the text a flag brings, else "(default: off)"
+    for a switch (``--no-flip``) or "(default: VALUE)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or "(required)" in text or action.default is argparse.SUPPRESS:
+            return text
+        if action.nargs == 0:
+            return f"{text} (default: {'on' if action.default else 'off'})"
+        return f"{text} (default: %(default)s)"
+
+
+def _parser() -> argparse.ArgumentParser:
+    """One dashed flag per ``TrainConfig`` field, its help ending in the default (``_default_text``)."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0], formatter_class=_HelpFormatter)
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name in _SHARED_FLAGS:
             continue
         annotation = hints[f.name]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        kwargs = {"default": default, "help": f.metadata["help"], "dest": f.name}
+        kwargs = {"default": default, "dest": f.name, "required": bool(f.metadata.get("required"))}
         if _flag_type(annotation) is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -489,14 +528,36 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                 kwargs["nargs"] = "*"
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
-        if f.name == "wflw_root":
-            kwargs["required"] = True
-        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+        action = parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+        # set after construction: BooleanOptionalAction appends a "(default: ...)" of its own
+        action.help = f"{f.metadata['help']} {_default_text(f)}"
     add_model_arguments(parser, flags=tuple(_SHARED_FLAGS.values()))
-    args = vars(parser.parse_args(argv))
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """One dashed flag per ``TrainConfig`` field (booleans: ``--amp`` / ``--no-amp``).
+
+    ``--device`` (auto|cpu|cuda|cuda:N, a bad value exits 2) and ``--no-flip`` (old spelling
+    ``--no-flip-test`` kept as a hidden alias) come from ``model.cli.add_model_arguments``.
+    """
+    args = vars(_parser().parse_args(argv))
     args["flip_test"] = not args.pop("no_flip")
     return TrainConfig(**args)
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: settings and the WFLW root are checked first, and a bad one is one line on
+    stderr (exit status 2) instead of a traceback; then ``main``. Returns the exit status."""
+    cfg = parse_args(argv)
+    try:
+        _check_config(resolve_config(cfg), int(os.environ.get("WORLD_SIZE", "1")))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    main(cfg)
+    return 0
+
+
 if __name__ == "__main__":
-    main(parse_args(sys.argv[1:]))
+    sys.exit(cli())

@@ -11,13 +11,12 @@ import gradio as gr
 
 from app import browser, compare, stored_predictions
 from app.context import AppContext
+from app.serving import WFLW_COMPUTE, concurrency
 from app.tabs import bind
 from app.wflw_data import RANKINGS
 from model.draw import LEGEND_TEXT
 from model.layout import NUM_LANDMARKS
 
-# The browser's batch computation: its own concurrency group (not the still-image one), one at a time.
-COMPUTE = "wflw-compute"
 
 
 @dataclass
@@ -65,13 +64,13 @@ def _gallery_and_face(ctx: AppContext) -> dict:
 
 
 def _metrics_and_landmark() -> dict:
-    h = {}
+    h = {"metrics_note": gr.Markdown(elem_id="browser-metrics-note")}
+    # Hidden until there are predictions (the note says what they need); the overview fills them.
     with gr.Row():
-        h["summary"] = gr.Dataframe(label="WFLW test metrics (full set and the six subsets)", interactive=False,
-                                    elem_id="browser-summary")
+        h["summary"] = gr.Dataframe(label="Metrics", interactive=False, visible=False, elem_id="browser-summary")
     with gr.Row():
-        h["ced"] = gr.Plot(label="CED curve")
-        h["per_landmark"] = gr.Plot(label="Per-landmark error")
+        h["ced"] = gr.Plot(label="CED curve", visible=False, elem_id="browser-ced")
+        h["per_landmark"] = gr.Plot(label="Per-landmark error", visible=False, elem_id="browser-per-landmark")
     with gr.Row():
         # A text box: an empty gr.Number shows "0", which reads as a chosen landmark.
         h["landmark"] = gr.Textbox(label=f"Landmark (0..{NUM_LANDMARKS - 1}): list its worst faces (Enter)",
@@ -84,9 +83,12 @@ def _metrics_and_landmark() -> dict:
     return h
 
 
-def _compare() -> dict:
+def _compare(ctx: AppContext) -> dict:
     h = {}
+    splits = ctx.testset.splits if ctx.testset is not None else ("test",)
     with gr.Accordion("Compare two prediction files", open=False, elem_id="compare"):
+        h["split"] = gr.Radio(list(splits), value="test", label="Split: the faces compared", elem_id="compare-split",
+                              info=compare.SPLIT_INFO if len(splits) > 1 else compare.SPLIT_INFO_WFLW)
         with gr.Row():
             h["a"] = gr.File(label="A, baseline (empty: the loaded predictions)", file_types=[".json"],
                              type="filepath", height=100, elem_id="compare-a")
@@ -104,13 +106,14 @@ def _compare() -> dict:
 
 
 def _wire_overview(ctx: AppContext, demo_load, h: dict) -> None:
-    overview = [h["status"], h["summary"], h["ced"], h["per_landmark"]]
+    overview = [h["status"], h["metrics_note"], h["summary"], h["ced"], h["per_landmark"], h["landmark_info"],
+                h["landmark_table"]]
     filters = [h["subset"], h["nme_min"], h["nme_max"], h["ranking"]]
     listing = [h["gallery"], h["order"], h["count"]]
     demo_load(bind(browser.overview, ctx), outputs=overview, api_name="overview").then(
         bind(browser.gallery, ctx), inputs=filters, outputs=listing, api_name="gallery")
     h["compute"].click(bind(browser.compute, ctx), outputs=overview, api_name="compute",
-                       concurrency_id=COMPUTE, concurrency_limit=1).success(
+                       **concurrency(WFLW_COMPUTE)).success(
         bind(browser.gallery, ctx), inputs=filters, outputs=listing, api_name="gallery_after_compute")
     h["cancel"].click(bind(stored_predictions.cancel_compute, ctx), api_name="cancel_compute", show_progress="hidden")
     gr.on([c.change for c in filters], bind(browser.gallery, ctx), inputs=filters, outputs=listing, api_name="filter")
@@ -124,8 +127,8 @@ def _wire_faces(ctx: AppContext, h: dict, c: dict) -> list:
           outputs=[h["landmark_table"], h["landmark_order"], h["landmark_info"]], api_name="landmark_faces")
     from_landmark = h["landmark_table"].select(bind(browser.open_face, ctx), inputs=[h["landmark_order"]],
                                                outputs=face_outputs, api_name="open_landmark_face")
-    c["run"].click(bind(compare.compare, ctx), inputs=[c["a"], c["b"]], outputs=[c["summary"], c["table"], c["state"]],
-                   api_name="compare")
+    c["run"].click(bind(compare.compare, ctx), inputs=[c["a"], c["b"], c["split"]],
+                   outputs=[c["summary"], c["table"], c["state"]], api_name="compare")
     c["table"].select(bind(compare.compare_open, ctx), inputs=[c["state"]], outputs=[c["view_a"], c["view_b"], c["info"]],
                       api_name="compare_open")
     return [(from_gallery, "browser"), (from_landmark, "landmark")]
@@ -138,7 +141,7 @@ def build(ctx: AppContext, demo_load) -> BrowserHandles:
         h = _controls(ctx)
         h.update(_gallery_and_face(ctx))
         h.update(_metrics_and_landmark())
-        c = _compare()
+        c = _compare(ctx)
         h.update(order=gr.State([]), landmark_order=gr.State([]),
                  face_index=gr.Number(visible=False, precision=0, elem_id="browser-face-index"))
     _wire_overview(ctx, demo_load, h)

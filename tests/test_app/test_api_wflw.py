@@ -75,10 +75,11 @@ def _captions(items) -> list[tuple[int, float, int]]:
 
 def test_predictions_file_feeds_the_browser(wflw_server):
     _, client = wflw_server
-    status, table, _, _ = client.predict(api_name="/overview")
-    assert "predictions: predictions.json" in status
+    status, note, table, _, _, _, _ = client.predict(api_name="/overview")
+    assert "predictions: predictions.json" in status and note.startswith("#### Metrics of the test split (10 faces)")
     assert f"NME {100 * np.mean(TARGET_NME):.2f} %" in status
-    rows = {row[0]: row for row in table["data"]}
+    assert table["visible"] and table["label"] == "Metrics of the test split and its subsets"  # an update
+    rows = {row[0]: row for row in table["value"]["data"]}
     assert rows["NME (%)"][1] == pytest.approx(100 * np.mean(TARGET_NME), abs=0.01)
     assert rows["FR@0.1 (%)"][1] == pytest.approx(100 * np.mean(np.array(TARGET_NME) > 0.1), abs=0.01)
     assert rows["faces"][1] == len(TARGET_NME)
@@ -86,7 +87,7 @@ def test_predictions_file_feeds_the_browser(wflw_server):
     items, count = client.predict("all", 0, "", api_name="/gallery")  # no upper bound  # the order State stays on the server
     worst_first = [int(i) for i in np.argsort(-np.array(TARGET_NME), kind="stable")]
     captions = _captions(items)
-    assert "10 face(s) match" in count
+    assert "10 faces match" in count
     assert [c[0] for c in captions] == list(range(1, len(TARGET_NME) + 1))
     assert [c[2] for c in captions] == worst_first
     assert [c[1] for c in captions] == pytest.approx([100 * TARGET_NME[i] for i in worst_first], abs=0.006)

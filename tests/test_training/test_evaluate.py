@@ -1,4 +1,7 @@
 import json
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,9 +11,11 @@ from model.network import load_regressor
 from model.pipeline import Predictor
 from model.weights import file_sha256
 from training.evaluate import (PREDICTIONS_META_KEYS, EvaluationCancelled, evaluate_checkpoint,
-                               main, predict_samples, prediction_meta, read_predictions,
+                               load_split, main, predict_samples, prediction_meta, read_predictions,
                                read_predictions_meta, resolve_flip_convention, write_predictions)
-from model.formats.wflw import find_wflw_root, load_test_split
+from training.prepare import IMAGES_GDRIVE_ID
+from model.formats.wflw import WFLWTree, find_wflw_root, load_test_split, write_wflw_txt
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +58,9 @@ def _edit(tmp_path, samples, change):
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.update(format="other"), "p.json: not a predictions file"),
     (lambda d: d.update(version=7), "p.json: predictions version 7 is not supported"),
-    (lambda d: d["faces"].pop(), "p.json: 7 faces, but the test list has 8"),
+    (lambda d: d["faces"].pop(), "p.json: 7 faces, but the test split has 8"),
     (lambda d: d["faces"][2].update(index=1), "p.json face record 2: index 1 appears twice"),
-    (lambda d: d["faces"][4].update(index=99), r"p.json face record 4: index 99 outside the test list \(0..7\)"),
+    (lambda d: d["faces"][4].update(index=99), r"p.json face record 4: index 99 outside the test split \(0..7\)"),
     (lambda d: d["faces"][5].update(image="x.jpg"), "p.json face record 5: image 'x.jpg', but test face 5 is"),
     (lambda d: d["faces"][6]["gt"][0].__setitem__(0, -5.0), "p.json face record 6: its ground truth differs"),
     (lambda d: d["faces"][0].update(pred=[[1, 2]]), "p.json face record 0: 'pred' and 'gt' must be 98"),
@@ -267,3 +272,82 @@ def test_no_flip_test_is_a_hidden_alias(tmp_path):
     base = ["--wflw-root", "r", "--weights", "w", "--out", "o"]
     assert parse_args(base + ["--no-flip-test"]).no_flip and parse_args(base + ["--no-flip"]).no_flip
     assert not parse_args(base).no_flip and parse_args(base).device == "auto"
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def test_load_split_gives_test_then_train(synthetic_root, tmp_path):
+    tree = find_wflw_root(synthetic_root)
+    test, test_flags = load_split(tree, "test")
+    train, train_flags = load_split(tree, "train")
+    both, flags = load_split(tree, "all")
+    assert (len(test), len(train), len(both)) == (8, 32, 40)
+    assert [s.image for s in both] == [s.image for s in test + train]  # test first: the app's order
+    assert flags.shape == (40, len(ATTRIBUTES)) and np.array_equal(flags, np.concatenate([test_flags, train_flags]))
+    with pytest.raises(ValueError, match="split must be one of test, train, all, got 'val'"):
+        load_split(tree, "val")
+    empty = WFLWTree(tmp_path)
+    write_wflw_txt(empty.annotations("test"), [])
+    write_wflw_txt(empty.annotations("train"), train[:2])
+    with pytest.raises(ValueError, match=r"the test split of .* has no faces \(list_98pt_rect_attr_test.txt empty\)"):
+        load_split(empty, "test")
+    assert len(load_split(empty, "all")[0]) == 2
+
+
+def test_predictions_are_read_for_their_own_split_only(test_split, tmp_path):
+    tree, test = test_split
+    train, _ = load_split(tree, "train")
+    meta = {**_meta(tmp_path / "w.pth"), "split": "train"}
+    path = write_predictions(tmp_path / "p.json", train, np.stack([s.landmarks for s in train]), meta)
+    assert read_predictions_meta(path)["split"] == "train"
+    assert read_predictions(path, train, "train").shape == (32, NUM_LANDMARKS, 2)
+    with pytest.raises(ValueError, match=r"p.json holds predictions for the train split \(32 faces\), not the test "
+                                         r"split \(8 faces\); make them with python -m training.evaluate --split test"):
+        read_predictions(path, test)
+    # a file whose meta names no split holds the test split
+    data = json.loads(write_predictions(path, test, np.stack([s.landmarks for s in test]), meta | {"split": "test"})
+                      .read_text())
+    del data["meta"]["split"]
+    path.write_text(json.dumps(data))
+    assert read_predictions_meta(path)["split"] == "test"
+    assert read_predictions(path, test).shape == (8, NUM_LANDMARKS, 2)
+    with pytest.raises(ValueError, match=r"holds predictions for the test split \(8 faces\), not the all split"):
+        read_predictions(path, test + train, "all")
+    with pytest.raises(ValueError, match="split must be one of test, train, all, got 'val'"):
+        write_predictions(tmp_path / "q.json", test, np.stack([s.landmarks for s in test]), meta | {"split": "val"})
+
+
+def test_evaluate_a_chosen_split(learning_run, synthetic_root, tmp_path, capsys):
+    best = f"{learning_run['cfg'].work_dir}/best.pth"
+    assert main(["--wflw-root", str(synthetic_root), "--weights", best, "--out", str(tmp_path), "--device", "cpu",
+                 "--split", "train"]) == 0
+    text = (tmp_path / "metrics.json").read_text()
+    written = json.loads(text, parse_constant=lambda name: pytest.fail(f"metrics.json holds {name}"))
+    assert written["split"] == "train" and written["num_faces"] == 32
+    for name, row in written["subsets"].items():  # a subset without faces has no numbers, not NaN
+        assert (row["num_faces"] == 0) == (row["nme"] is None), name
+    assert read_predictions_meta(tmp_path / "predictions.json")["split"] == "train"
+    train, _ = load_split(find_wflw_root(synthetic_root), "train")
+    assert read_predictions(tmp_path / "predictions.json", train, "train").shape == (32, NUM_LANDMARKS, 2)
+    out = capsys.readouterr().out
+    assert out.startswith("train split, 32 faces (the first column is the whole split)\n")
+    assert "split: train, box: landmarks" in out and "faces: 32" in out
+
+
+def test_a_folder_that_is_not_a_wflw_root_is_one_line(synthetic_root, tmp_path):
+    """An unpacked annotation archive without WFLW_images/: exit status 2 and one line that names the
+    folder, what is missing and how to get it, before the checkpoint is read."""
+    root = tmp_path / "annotations-only"
+    shutil.copytree(synthetic_root / "WFLW_annotations", root / "WFLW_annotations")
+    proc = subprocess.run([sys.executable, "-m", "training.evaluate", "--wflw-root", str(root), "--weights",
+                           str(tmp_path / "missing.pth"), "--out", str(tmp_path / "out")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"python -m training.evaluate: error: --wflw-root {root}: not a WFLW root, "
+                           "missing WFLW_images/; WFLW_images/ comes from WFLW_images.tar.gz on Google Drive")
+    assert f"gdown {IMAGES_GDRIVE_ID}" in line
+    assert line.endswith(f"python -m training.prepare --images WFLW_images.tar.gz --annotations "
+                         f"WFLW_annotations.tar.gz --out {root}")
+    assert not (tmp_path / "out").exists()

@@ -42,3 +42,13 @@ def test_pupils_are_drawn_dark(synthetic_root):
         cheek = np.round((s.landmarks[4] + s.landmarks[57]) / 2).astype(int)
         darker += image[y, x] < image[cheek[1], cheek[0]]
     assert darker >= 0.8 * len(samples)
+
+
+def test_cli_shows_a_progress_bar_and_counts_in_words(tmp_path, capsys):
+    assert main([str(tmp_path), "--num-train", "1", "--num-test", "2", "--size", "64"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"wrote 1 train face and 2 test faces under {tmp_path}\n"
+    # tqdm on stderr: one step per face, the total known from the start (so an ETA can be given)
+    assert "synthetic WFLW" in captured.err and "0/3" in captured.err and "3/3" in captured.err
+    write_synthetic_wflw(tmp_path / "quiet", 1, 1, size=64)  # as a library call: no bar
+    assert capsys.readouterr().err == ""

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import torch
 
 from model.network import LandmarkRegressor, load_regressor
 from training.recipes import RECIPES, warmup_factor
+from training.prepare import IMAGES_GDRIVE_ID, open_wflw_root
 from training.train import TrainConfig, _build_model, lr_factor, main, parse_args, resolve_config
 from tests.helpers import REPO
 
@@ -220,3 +223,65 @@ def test_fine_tune_from_a_project_checkpoint(learning_run, synthetic_root, tmp_p
     for key in ("conv1.weight", "layer4.2.conv3.weight", "fc.weight", "fc.bias"):
         change = (tuned[key] - file_state[key]).abs().max().item()
         assert 0 < change < 10 * result["steps_per_epoch"] * cfg.lr, key
+
+
+def _help_blocks(text: str) -> dict[str, str]:
+    """Each flag's help paragraph of an argparse --help text, keyed by its first option string."""
+    blocks, current = {}, None
+    for line in text.splitlines():
+        match = re.match(r"^  (-[-\w]+)", line)
+        if match:
+            current = match.group(1)
+            blocks[current] = line
+        elif current is not None and line.startswith("    "):
+            blocks[current] += " " + line.strip()
+        else:
+            current = None
+    return blocks
+
+
+def test_help_states_every_default_once(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one line per flag: no default cut by the wrapping
+    with pytest.raises(SystemExit) as done:
+        parse_args(["--help"])
+    assert done.value.code == 0
+    blocks = _help_blocks(capsys.readouterr().out)
+    flags = {"--" + f.name.replace("_", "-") for f in dataclasses.fields(TrainConfig)} - {"--flip-test"}
+    assert flags | {"--no-flip", "--device"} <= set(blocks) and len(blocks) > 25
+    for flag, block in blocks.items():
+        if flag == "-h":
+            continue
+        assert block.count("(default") + block.count("(required)") == 1, block
+        assert "(default: )" not in block and "(default: None)" not in block, block
+    assert blocks["--wflw-root"].endswith("(required)")
+    assert blocks["--warmup-iters"].endswith("(default: the recipe's, 500)")
+    assert blocks["--warmup-ratio"].endswith("(default: the recipe's, 0.001)")
+    assert blocks["--eval-interval"].endswith("(default: the recipe's: 1 for mmpose-0.x, 10 for mmpose-1.x)")
+    assert blocks["--flip-convention"].endswith("(default: the recipe's: 0.x for mmpose-0.x, 1.x for mmpose-1.x)")
+    assert blocks["--channels-last"].endswith("(default: on with CUDA, off on CPU)")
+    assert blocks["--amp"].endswith("(default: off)") and blocks["--no-flip"].endswith("(default: off)")
+    assert blocks["--milestones"].endswith("(default: 170 200)") and blocks["--lr"].endswith("(default: 0.0005)")
+    assert blocks["--device"].endswith("(default: auto)") and blocks["--epochs"].endswith("(default: 210)")
+
+
+def test_a_folder_that_is_not_a_wflw_root_is_one_line(synthetic_root, tmp_path):
+    """An unpacked annotation archive without WFLW_images/: exit status 2, one line naming the folder,
+    what is missing and how to get it, and nothing written."""
+    root = tmp_path / "annotations-only"
+    shutil.copytree(synthetic_root / "WFLW_annotations", root / "WFLW_annotations")
+    work = tmp_path / "work"
+    proc = subprocess.run([sys.executable, "-m", "training.train", "--wflw-root", str(root), "--work-dir", str(work)],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"python -m training.train: error: --wflw-root {root}: not a WFLW root, "
+                           "missing WFLW_images/; WFLW_images/ comes from WFLW_images.tar.gz on Google Drive")
+    assert f"gdown {IMAGES_GDRIVE_ID}" in line and line.endswith(f"--out {root}")
+    assert not work.exists()
+    # the annotation folder itself given as the root: the message points one folder up
+    with pytest.raises(FileNotFoundError, match=rf"so it is the WFLW_annotations folder: give the folder above it "
+                                                rf"\({re.escape(str(root))}\);.* --out {re.escape(str(root))}$"):
+        open_wflw_root(root / "WFLW_annotations")
+    with pytest.raises(FileNotFoundError, match=rf"--wflw-root {re.escape(str(tmp_path / 'nowhere'))}: no such folder"):
+        open_wflw_root(tmp_path / "nowhere")
+    assert open_wflw_root(synthetic_root).root == synthetic_root
