@@ -14,7 +14,7 @@ import pandas as pd
 
 from app import stored_predictions
 from app.context import AppContext
-from app.review_store import check_landmark_index
+from model.layout import check_landmark_index
 from app.wflw_data import RANKINGS
 from app.wflw_faces import describe_face, face_view, selected_row
 from model.layout import ATTRIBUTES, POINT_REGION

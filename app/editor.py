@@ -29,7 +29,7 @@ import cv2
 import gradio as gr
 import numpy as np
 
-from app.review_store import check_landmark_index
+from model.layout import check_landmark_index
 from model.draw import ERROR_COLOR, GT_COLOR, legend_words
 from model.layout import POINT_REGION, REGION_COLORS
 

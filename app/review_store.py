@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.layout import NUM_LANDMARKS
+from model.layout import NUM_LANDMARKS, check_landmark_index
 from model.formats.wflw import Sample
 
 SCHEMA_VERSION = 2
@@ -124,21 +124,6 @@ def apply_corrections(landmarks, fixes: dict) -> np.ndarray:
     for point, (x, y) in (fixes or {}).items():
         out[check_landmark_index(point)] = (x, y)
     return out
-
-
-def check_landmark_index(value, name: str = "landmark index") -> int:
-    """``value`` as a landmark index in 0..97; ``ValueError`` naming ``name`` and the value otherwise.
-
-    The one check of a point index in the app: the store, the editor's events and the browser's box.
-    """
-    try:
-        point = int(value)
-        whole = point == float(value) and not isinstance(value, bool)
-    except (TypeError, ValueError, OverflowError):
-        whole = False
-    if not whole or not 0 <= point < NUM_LANDMARKS:
-        raise ValueError(f"{name} must be in 0..{NUM_LANDMARKS - 1}, got {value}")
-    return point
 
 
 def clip_box(box, width: int, height: int) -> np.ndarray:

@@ -143,3 +143,19 @@ def check_scheme(scheme: int) -> int:
     if isinstance(scheme, bool) or scheme not in SCHEMES:
         raise ValueError(f"keypoint scheme must be one of {', '.join(map(str, SCHEMES))}, got {scheme!r}")
     return int(scheme)
+
+
+def check_landmark_index(value, name: str = "landmark index") -> int:
+    """``value`` as a landmark index in 0..97; ``ValueError`` naming ``name`` and the value otherwise.
+
+    The one check of a point index typed or sent by a person: the review store, the editor's
+    events and the browser's landmark box.
+    """
+    try:
+        point = int(value)
+        whole = point == float(value) and not isinstance(value, bool)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or not 0 <= point < NUM_LANDMARKS:
+        raise ValueError(f"{name} must be in 0..{NUM_LANDMARKS - 1}, got {value}")
+    return point

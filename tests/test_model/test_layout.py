@@ -1,10 +1,13 @@
 from model.layout import (
+    check_landmark_index,
     ATTRIBUTES, EYE_CORNERS, FLIP_INDICES, MIRROR_PAIRS, NUM_LANDMARKS, NUM_LANDMARKS_68, POINT_REGION, REGION_COLORS,
     REGIONS, REGIONS_68, WFLW_TO_68, _flip_indices, to_68,
 )
 
 import numpy as np
 import pytest
+
+from tests.helpers import REPO
 
 
 def test_flip_indices_is_a_self_inverse_permutation():
@@ -85,3 +88,15 @@ def test_to_68_picks_the_rows_and_keeps_leading_axes():
 def test_to_68_refuses_other_shapes(shape):
     with pytest.raises(ValueError, match=r"to_68 needs points of shape \(\.\.\., 98, D\), got"):
         to_68(np.zeros(shape))
+
+
+def test_landmark_index_check_has_one_home():
+    assert check_landmark_index(0) == 0 and check_landmark_index(97.0) == 97 and check_landmark_index("5") == 5
+    for bad in (98, -1, 2.5, True, None, "x"):
+        with pytest.raises(ValueError, match="landmark index must be in 0..97, got"):
+            check_landmark_index(bad)
+    with pytest.raises(ValueError, match="Landmark must be in 0..97, got 120"):
+        check_landmark_index(120, "Landmark")
+    retyped = [str(p.relative_to(REPO)) for package in ("app", "model", "training") for p in (REPO / package).rglob("*.py")
+               if p.name != "layout.py" and "must be in 0..{NUM_LANDMARKS" in p.read_text(encoding="utf-8")]
+    assert not retyped, retyped
