@@ -7,11 +7,12 @@
 Frames are decoded and encoded with PyAV (``av``), whose wheel ships FFmpeg with libx264: no system
 ffmpeg is needed. Every frame goes through the webcam's ``FaceTracker`` (detector every few frames,
 network on keyframes without flip test, optical flow in between) and, unless ``--no-smooth``, the
-One-Euro ``FaceSmoother``. Which detections become tracked faces is the uploads' rule
-(``model.selection.FaceFilter``: ``--min-score``, ``--min-size``, ``--max-faces``, the same flags and
-defaults as ``model.predict``): a hand or a printed face that MTCNN boxes at a lower score than the
-real faces is left out with ``--min-score``. The output is H.264 (yuv420p, ``+faststart``) in mp4, which Chromium
+One-Euro ``FaceSmoother``. The output is H.264 (yuv420p, ``+faststart``) in mp4, which Chromium
 plays. The CSV has one row per face per frame: ``frame, time_s, face_id, score, x0..x97, y0..y97``.
+
+Which detections become tracked faces is the uploads' rule (``model.selection.FaceFilter``, with
+``model.predict``'s flags and defaults ``--min-score``, ``--min-size``, ``--max-faces``): MTCNN also
+boxes hands and prints, at lower scores than real faces, and ``--min-score 0.995`` leaves them out.
 
 A file that is not a video, is truncated or holds no frames gives an error naming the file; nothing
 is written under its output names, the other videos are still done, and the exit status is 1. With
@@ -268,7 +269,8 @@ def _annotate_one(video: Path, predictor: Predictor, outputs: BatchOutputs, args
     json_path = outputs.path(args.json_out, video, ".json")
     with tqdm(total=info.frames or None, unit="frame", desc=video.name) as bar:
         result = annotate_video(video, out, predictor, csv_path=csv_path, json_path=json_path,
-                                smooth=not args.no_smooth, name=str(video), face_filter=face_filter_from_args(args),
+                                smooth=not args.no_smooth, name=str(video),
+                                face_filter=face_filter_from_args(args),
                                 progress=lambda done, total: bar.update(done - bar.n))
     faces = sum(len(f) for f in result.faces)
     print(f"{video}: {result.frames} frames ({info.width}x{info.height}, {info.fps:.2f} frames/s), "
