@@ -10,9 +10,9 @@ network on keyframes without flip test, optical flow in between) and, unless ``-
 One-Euro ``FaceSmoother``. The output is H.264 (yuv420p, ``+faststart``) in mp4, which Chromium
 plays. The CSV has one row per face per frame: ``frame, time_s, face_id, score, x0..x97, y0..y97``.
 
-Which detections become tracked faces is the uploads' rule (``model.selection.FaceFilter``, with
-``model.predict``'s flags and defaults ``--min-score``, ``--min-size``, ``--max-faces``): MTCNN also
-boxes hands and prints, at lower scores than real faces, and ``--min-score 0.995`` leaves them out.
+Which detections become tracked faces is the Upload tab's rule (``model.selection.FaceFilter``;
+``--min-score``, ``--min-size`` and ``--max-faces`` with its defaults): MTCNN also boxes hands and
+prints, at lower scores than real faces, and ``--min-score 0.995`` leaves them out.
 
 A file that is not a video, is truncated or holds no frames gives an error naming the file; nothing
 is written under its output names, the other videos are still done, and the exit status is 1. With
