@@ -56,7 +56,8 @@ def compare(ctx: AppContext, path_a: str | None, path_b: str | None):
                f"B is worse on {worse} face(s) and better on {better}; largest regression first "
                f"(delta = NME B - NME A, percentage points). Click a row to see both on the face.")
     if ts.kind == "annotate":
-        summary += (f" The {ts.num_test} faces are this dataset's test split, and NME is measured against its "
+        split = "The one face is" if ts.num_test == 1 else f"The {ts.num_test} faces are"
+        summary += (f" {split} this dataset's test split, and NME is measured against its "
                     "own annotations (model or human made), not an independent ground truth.")
     return summary, pd.DataFrame(rows, columns=COMPARE_COLUMNS), {
         "order": [int(i) for i in order[:COMPARE_ROWS]], "a": pred_a, "b": pred_b}

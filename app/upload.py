@@ -41,9 +41,6 @@ CROP_VIEW_SIZE = 256
 # (MTCNN boxes sit inside the landmark extent on the forehead side; 0.3 tolerates that).
 GT_MIN_IOU = 0.3
 
-# Step of the minimum-score box: MTCNN scores of faces crowd just below 1 (faces 0.9996-0.9999, a
-# hand 0.9936 on breakingbad.jpg), so a step of 0.01 cannot separate them; 0.001 can.
-MIN_SCORE_STEP = 0.001
 # The /predict API's point schemes: (label, value) as the JSON accordion's radio offers them.
 SCHEME_CHOICES = [("98 (WFLW)", NUM_LANDMARKS), ("68 (300W / iBUG)", NUM_LANDMARKS_68)]
 
@@ -62,6 +59,11 @@ TABLE_COLUMNS = ["face", "score", "flip error (%)", "NME (%)", "NME box", "WFLW 
 NO_MODEL = "98-point model not loaded"
 
 
+def counted(count: int, noun: str) -> str:
+    """"1 face", "3 faces": a count and its noun in the right number (nouns with a plain -s plural)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _read(path: str | None) -> tuple[str, np.ndarray]:
     if not path:
         raise gr.Error("Upload an image first.", print_exception=False)
@@ -71,8 +73,9 @@ def _read(path: str | None) -> tuple[str, np.ndarray]:
         raise gr.Error(str(exc), print_exception=False) from None
 
 
-def _face_filter(ctx: AppContext, min_score, min_size) -> FaceFilter:
-    """The UI's limits (empty: the defaults) and the model's ``max_faces``; ``gr.Error`` naming a bad value."""
+def face_filter(ctx: AppContext, min_score, min_size) -> FaceFilter:
+    """The UI's limits (empty: the defaults) and the model's ``max_faces``; ``gr.Error`` naming a bad
+    value. The Video tab's too (``app.video``)."""
     max_faces = DEFAULT_MAX_FACES if ctx.predictor is None else ctx.predictor.max_faces
     try:
         return FaceFilter(DEFAULT_MIN_SCORE if min_score is None else float(min_score),
@@ -119,9 +122,9 @@ def predict(ctx: AppContext, image_path: str | None, min_score: float = DEFAULT_
     The state holds what ``describe`` formats: the pixels, faces, truths, drawing and record.
     """
     name, image = _read(image_path)
-    face_filter = _face_filter(ctx, min_score, min_size)
+    limits = face_filter(ctx, min_score, min_size)
     found = (ctx.detector if ctx.predictor is None else ctx.predictor).detect(image)
-    selection = select_faces(found, face_filter)
+    selection = select_faces(found, limits)
     detections = selected(found, selection)  # reading order
     result = {"image": name, "pixels": image, "left_out": selection.threshold_note(), "truths": None}
     if ctx.predictor is None:
@@ -231,7 +234,7 @@ def _face_rows(result: dict, nmes: list[float | None], ranks: list[str], rows: l
 def _summary(result: dict, nmes: list[float | None], ranks: list[str], unmatched: list[int]) -> str:
     h, w = result["pixels"].shape[:2]
     name, count = result["image"], len(_boxes(result)[1])
-    text = f"**{count} face(s)** in {name} ({w}x{h})." if count else f"No face found in {name} ({w}x{h})."
+    text = f"**{counted(count, 'face')}** in {name} ({w}x{h})." if count else f"No face found in {name} ({w}x{h})."
     if result["faces"] is None and count:
         text += (" Boxes, detector scores and MTCNN's five points (eyes, nose tip, mouth corners) only: "
                  "the 98-point model is not loaded (see the banner).")
@@ -340,11 +343,12 @@ def predict_batch(ctx: AppContext, paths: list[str] | None, labels: bool):
             problems.append(str(exc))
             continue
         annotated, record = _one_of_batch(ctx, name, image, bool(labels))
-        gallery.append((annotated, f"{name}: {len(record['faces'])} face(s)"))
+        gallery.append((annotated, f"{name}: {counted(len(record['faces']), 'face')}"))
         records.append(record)
     path = ctx.output_file("landmarks.json")
     path.write_text(json.dumps(records, indent=1), encoding="utf-8")
-    summary = f"{len(records)} image(s) processed, {sum(len(r['faces']) for r in records)} face(s)."
+    summary = (f"{counted(len(records), 'image')} processed, "
+               f"{counted(sum(len(r['faces']) for r in records), 'face')}.")
     notes = [r["warning"] for r in records if r.get("warning") and ctx.predictor is not None]
     if notes:
         summary += "\n\n" + "\n".join(f"- {n}" for n in notes)
@@ -356,7 +360,7 @@ def predict_batch(ctx: AppContext, paths: list[str] | None, labels: bool):
 def _one_of_batch(ctx: AppContext, name: str, image: np.ndarray, labels: bool) -> tuple[np.ndarray, dict]:
     """(annotated image, record) of one image of a batch, faces in reading order."""
     found = (ctx.detector if ctx.predictor is None else ctx.predictor).detect(image)
-    selection = select_faces(found, _face_filter(ctx, None, None))
+    selection = select_faces(found, face_filter(ctx, None, None))
     detections = selected(found, selection)  # reading order
     if ctx.predictor is None:
         return detector_only(ctx, name, image, detections)

@@ -148,7 +148,7 @@ def test_several_videos_go_on_past_a_bad_one_and_never_share_an_output(clip, mea
                    "--json", "json", "--weights", str(mean_shape_weights), "--device", "cpu", "--backend", "torch"])
     captured = capsys.readouterr()
     assert status == 1, captured.err
-    assert "error: notes.mp4: not a readable video" in captured.err and "1 of 3 video(s) failed" in captured.err
+    assert "error: notes.mp4: not a readable video" in captured.err and "1 of 3 videos failed" in captured.err
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("*/**/*") if p.is_file()
                      and p.parent.name in ("dA", "dB") and p.parts[-3] in ("out", "csv", "json"))
     assert written == ["csv/dA/moving.csv", "csv/dB/moving.csv", "json/dA/moving.json", "json/dB/moving.json",
