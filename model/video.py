@@ -272,9 +272,10 @@ def _annotate_one(video: Path, predictor: Predictor, outputs: BatchOutputs, args
                                 smooth=not args.no_smooth, name=str(video),
                                 face_filter=face_filter_from_args(args),
                                 progress=lambda done, total: bar.update(done - bar.n))
-    faces = sum(len(f) for f in result.faces)
-    print(f"{video}: {result.frames} frames ({info.width}x{info.height}, {info.fps:.2f} frames/s), "
-          f"{faces} face rows, {result.frames / result.elapsed_s:.1f} frames/s processed -> {out}")
+    faces, frames = sum(len(f) for f in result.faces), result.frames
+    print(f"{video}: {frames} frame{'' if frames == 1 else 's'} ({info.width}x{info.height}, {info.fps:.2f} "
+          f"frames/s), {faces} face row{'' if faces == 1 else 's'}, {frames / result.elapsed_s:.1f} frames/s "
+          f"processed -> {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
     if failed:
-        print(f"{failed} of {len(args.videos)} video(s) failed", file=sys.stderr)
+        print(f"{failed} of {len(args.videos)} video{'' if len(args.videos) == 1 else 's'} failed", file=sys.stderr)
     return 1 if failed else 0
 
 
