@@ -22,7 +22,7 @@ def _inputs() -> dict:
 
 def _results() -> dict:
     """The right column: annotated image, summary, order, crops, table, JSON."""
-    h = {"annotated": gr.Image(label="Faces numbered in reading order", type="numpy", interactive=False,
+    h = {"annotated": gr.Image(label="Faces numbered in reading order", type="filepath", interactive=False,
                                height=DISPLAY_HEIGHT, elem_id="upload-annotated", elem_classes=["ls-header-outside"]),
          "summary": gr.Markdown(elem_id="upload-summary"),
          "order": gr.Radio(list(upload.ORDERS), value=upload.READING_ORDER, label="Order of faces",
