@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from app.context import AppContext
+from app.thresholds import face_filter
 from app.wflw_faces import LEGEND_TEXT
 from model.detector import Detections
 from model.draw import SCORE_DECIMALS, draw_detections, draw_faces, draw_on_crops
@@ -34,8 +35,7 @@ from model.image import ImageError, read_image
 from model.layout import NUM_LANDMARKS, NUM_LANDMARKS_68
 from model.pipeline import Face, crop_faces, detections_record, to_record
 from model.record import in_scheme as record_in_scheme
-from model.selection import (DEFAULT_MAX_FACES, DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE, FaceFilter, Selection,
-                             select_faces, selected)
+from model.selection import DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE, Selection, select_faces, selected
 from training import metrics
 from model.formats.wflw import RAW_FIELDS, SUBSET_FIELDS, load_wflw_json, parse_wflw_line
 
@@ -96,17 +96,6 @@ def _read(path: str | None) -> tuple[str, np.ndarray]:
         return Path(path).name, read_image(path, name=Path(path).name)
     except ImageError as exc:
         raise gr.Error(str(exc), print_exception=False) from None
-
-
-def face_filter(ctx: AppContext, min_score, min_size) -> FaceFilter:
-    """The UI's limits (empty: the defaults) and the model's ``max_faces``; ``gr.Error`` naming a bad
-    value. The Video tab's too (``app.video``)."""
-    max_faces = DEFAULT_MAX_FACES if ctx.predictor is None else ctx.predictor.max_faces
-    try:
-        return FaceFilter(DEFAULT_MIN_SCORE if min_score is None else float(min_score),
-                          DEFAULT_MIN_SIZE if min_size is None else float(min_size), max_faces)
-    except ValueError as exc:
-        raise gr.Error(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", print_exception=False) from None
 
 
 def detection_note(name: str, selection: Selection) -> str | None:

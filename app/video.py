@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from app import upload  # noqa: E402
+from app.thresholds import face_filter  # noqa: E402
 from app.context import AppContext  # noqa: E402
 from model.selection import DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE, FaceFilter  # noqa: E402
 from model.video import VIDEO_SUFFIXES, VideoError, VideoResult, annotate_video  # noqa: E402
@@ -110,7 +111,7 @@ def _summary(result: VideoResult) -> str:
             f"**{with_face}** · processed at **{result.frames / result.elapsed_s:.1f}** frames/s")
 
 
-def _run(ctx: AppContext, source: Path, smooth: bool, face_filter: FaceFilter, job: VideoJob, progress) -> tuple:
+def _run(ctx: AppContext, source: Path, smooth: bool, limits: FaceFilter, job: VideoJob, progress) -> tuple:
     """The job itself: (video path, CSV path, figure, summary); ``JobCancelled`` when its page went."""
     out_path = ctx.output_file(f"{source.stem}-landmarks.mp4")
     csv_path = out_path.with_name(f"{source.stem}-landmarks.csv")
@@ -123,7 +124,7 @@ def _run(ctx: AppContext, source: Path, smooth: bool, face_filter: FaceFilter, j
 
     try:
         result = annotate_video(source, out_path, ctx.live_predictor, csv_path=csv_path, smooth=smooth,
-                                progress=report, face_filter=face_filter)
+                                progress=report, face_filter=limits)
     except VideoError as exc:
         raise gr.Error(str(exc).replace(str(source), source.name)) from exc
     return str(out_path), str(csv_path), timeline_figure(result), _summary(result)
@@ -134,18 +135,18 @@ def annotate(ctx: AppContext, video_path: str | None, smooth: bool, request: gr.
     """Upload -> first the cleared outputs, then (annotated video path, CSV path, figure, summary).
 
     ``min_score`` and ``min_size`` choose which detections become tracked faces, as in the Upload
-    tab (``app.upload.face_filter``). A generator, so that the previous result leaves the screen as
+    tab (``app.thresholds.face_filter``). A generator, so that the previous result leaves the screen as
     soon as the job starts.
     """
     if ctx.predictor is None:
         raise gr.Error("The 98-point model is not loaded (see the banner); videos need it.")
     if not video_path:
         raise gr.Error("Upload a video first (" + ", ".join(VIDEO_SUFFIXES) + ").")
-    face_filter = upload.face_filter(ctx, min_score, min_size)
+    limits = face_filter(ctx, min_score, min_size)
     yield None, None, None, STARTED
     job = JOBS.start(getattr(request, "session_hash", None) or "")
     try:
-        yield _run(ctx, Path(video_path), bool(smooth), face_filter, job, progress)
+        yield _run(ctx, Path(video_path), bool(smooth), limits, job, progress)
     except JobCancelled as exc:
         log.info("video job of %s stopped: %s", Path(video_path).name, exc)
     finally:

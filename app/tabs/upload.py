@@ -7,7 +7,7 @@ import gradio as gr
 from app import upload
 from app.context import AppContext
 from app.tabs import bind, network_group
-from app.tabs.thresholds import face_filter_controls
+from app.thresholds import face_filter_controls
 from model.draw import DISPLAY_HEIGHT
 from model.layout import NUM_LANDMARKS
 

@@ -7,7 +7,7 @@ import gradio as gr
 from app import video
 from app.context import AppContext
 from app.tabs import bind
-from app.tabs.thresholds import face_filter_controls
+from app.thresholds import face_filter_controls
 
 # Video jobs have their own concurrency group: one at a time, never in the way of an upload.
 VIDEO, VIDEO_JOBS = "video", 1

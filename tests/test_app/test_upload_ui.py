@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app import upload
-from app.tabs import thresholds
+from app import thresholds
 from app.context import AppContext
 from app.ui import build_demo
 from model.order import reading_order

@@ -1,5 +1,6 @@
 """The detector thresholds of the Upload and Video tabs (``model.selection.FaceFilter``): one home
-for the controls' range, start and "off" choice, laid out and wired alike in both tabs.
+for the controls' range, start and "off" choice, laid out and wired alike in both tabs
+(``face_filter_controls``), and for turning their values into a ``FaceFilter`` (``face_filter``).
 
 MTCNN scores real faces just below 1 (0.9996 and 0.9999 on breakingbad.jpg) and hands, tattoos and
 prints a little lower (the hand there 0.970), so the useful minimum scores lie in [0.9, 1]: the
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from model.selection import DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE
+from app.context import AppContext
+from model.selection import DEFAULT_MAX_FACES, DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE, FaceFilter
 
 # The slider's range and step: where detector scores live, in steps that part a hand (0.970, or
 # 0.99 on some frames) from faces (0.9996+).
@@ -52,3 +54,14 @@ def face_filter_controls(prefix: str) -> tuple[gr.Number, gr.Number]:
     slider.input(None, [slider], [min_score, off], js=_SLIDER_MOVED)
     off.input(None, [off, slider], [min_score], js=_OFF_TOGGLED)
     return min_score, min_size
+
+
+def face_filter(ctx: AppContext, min_score, min_size) -> FaceFilter:
+    """The controls' values (empty: the defaults) and the model's ``max_faces`` as a ``FaceFilter``;
+    ``gr.Error`` naming a bad value."""
+    max_faces = DEFAULT_MAX_FACES if ctx.predictor is None else ctx.predictor.max_faces
+    try:
+        return FaceFilter(DEFAULT_MIN_SCORE if min_score is None else float(min_score),
+                          DEFAULT_MIN_SIZE if min_size is None else float(min_size), max_faces)
+    except ValueError as exc:
+        raise gr.Error(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", print_exception=False) from None
