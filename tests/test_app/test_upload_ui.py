@@ -18,12 +18,22 @@ from app import upload
 from app import thresholds
 from app.context import AppContext
 from app.ui import build_demo
+from model.draw import DISPLAY_HEIGHT
 from model.order import reading_order
 from model.pipeline import Predictor
 from tests.helpers import free_port
 
 TIMEOUT_MS = 120_000
 GROUP = "wider-samples/12--Group/12_Group_Group_12_Group_Group_12_10.jpg"  # 14 faces in four rows
+
+
+def test_the_display_height_has_one_home():
+    """The annotated image's height is model.draw's DISPLAY_HEIGHT (its drawing sizes are chosen for
+    it), never the number typed again in app/."""
+    literal = re.compile(rf"\b{DISPLAY_HEIGHT}\b")
+    app = Path(upload.__file__).resolve().parent
+    assert [str(p.relative_to(app)) for p in app.rglob("*.py") if literal.search(p.read_text(encoding="utf-8"))] == []
+    assert "height=DISPLAY_HEIGHT" in (app / "tabs" / "upload.py").read_text(encoding="utf-8")
 
 
 def test_reading_order_by_rows():
