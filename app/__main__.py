@@ -19,6 +19,11 @@ import os
 # Before gradio is imported: no usage analytics, no Hugging Face telemetry.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+# Before gradio is imported: its upload cache inside this process's own temporary folder, removed
+# with it at exit and by the next start after a kill (app.context), not left in $TMPDIR/gradio.
+from app.context import gradio_temp_dir  # noqa: E402
+
+os.environ["GRADIO_TEMP_DIR"] = str(gradio_temp_dir())
 
 import argparse  # noqa: E402
 import logging  # noqa: E402

@@ -19,7 +19,7 @@ from app.wflw_data import RANKINGS
 from app.wflw_faces import describe_face, face_view, selected_row
 from model.layout import ATTRIBUTES, POINT_REGION
 from training import metrics
-from training.text import counted
+from model.text import counted
 
 # Most faces shown in the gallery at once (each is a crop of a full image, read from disk).
 GALLERY_MAX = 60

@@ -13,7 +13,7 @@ from app.context import AppContext
 from app.wflw_faces import describe_face, face_view, require_testset, selected_row
 from training import metrics
 from training.evaluate import DEFAULT_SPLIT, read_predictions, read_predictions_meta
-from training.text import counted
+from model.text import counted
 
 # Rows of the comparison table.
 COMPARE_ROWS = 100

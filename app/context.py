@@ -12,7 +12,8 @@ predictors below, each a ``Predictor`` over the same loaded model whose runner i
 
 The download folder is named ``landmark-studio-<pid>-*`` in the temp directory; ``close()`` (also
 run at interpreter exit) removes it and stops the engine, and each new context removes the
-folders of processes that are no longer alive (a server that was killed).
+folders of processes that are no longer alive (a server that was killed). ``python -m app`` puts
+Gradio's upload cache inside it (``gradio_temp_dir``), so the same clean-up covers the uploads.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from model.io import process_alive
 from model.pipeline import Predictor
 
 OUTPUT_PREFIX = "landmark-studio-"
+# Gradio's upload cache, a sub-folder of the download folder (``gradio_temp_dir``).
+GRADIO_CACHE = "gradio"
 _OUTPUT_NAME = re.compile(rf"^{OUTPUT_PREFIX}(\d+)-")
 
 
@@ -46,10 +49,30 @@ def remove_stale_output_dirs(parent: str | os.PathLike | None = None) -> list[Pa
     return removed
 
 
+# The folder ``gradio_temp_dir`` made before the app's context existed, until a context takes it.
+_reserved: list[Path] = []
+
+
 def new_output_dir() -> Path:
-    """A fresh ``landmark-studio-<pid>-*`` download folder, after removing stale ones."""
+    """A fresh ``landmark-studio-<pid>-*`` download folder, after removing stale ones (or the one
+    ``gradio_temp_dir`` made for this process, the first time)."""
+    if _reserved:
+        return _reserved.pop()
     remove_stale_output_dirs()
     return Path(tempfile.mkdtemp(prefix=f"{OUTPUT_PREFIX}{os.getpid()}-"))
+
+
+def gradio_temp_dir() -> Path:
+    """Gradio's upload cache (``GRADIO_TEMP_DIR``, to be set before gradio is imported) inside this
+    process's own ``landmark-studio-<pid>-*`` folder: the next ``AppContext`` takes that folder as
+    its download folder, so uploads go with it at exit (or at the next start after a kill) instead
+    of piling up in ``$TMPDIR/gradio``. Removed at exit even if no context takes it."""
+    folder = new_output_dir()
+    atexit.register(shutil.rmtree, folder, True)
+    _reserved.append(folder)
+    cache = folder / GRADIO_CACHE
+    cache.mkdir()
+    return cache
 
 
 @dataclass

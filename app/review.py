@@ -24,6 +24,7 @@ from app.own_dataset import EXPORTS_DIR, export_annotated, new_export_folder, zi
 from app.review_store import check_reviewer, face_key, verdicts_for
 from app.stored_predictions import image_sizes, provenance
 from app.wflw_faces import describe_face, face_crop
+from model.text import counted
 from model.formats.wflw import write_wflw_txt
 from model.io import atomic_write_text
 
@@ -93,7 +94,7 @@ def _status(index: int, name: str, fixes: int) -> str:
     """The status line of a face just opened: it names that face (never the last one edited)."""
     if not name:
         return f"Face {index} open."
-    return f"Face {index} open · {fixes} point{'s' if fixes != 1 else ''} corrected by {name}."
+    return f"Face {index} open · {counted(fixes, 'point')} corrected by {name}."
 
 
 def open_face(ctx: AppContext, index, reviewer: str | None = None, request: gr.Request | None = None):

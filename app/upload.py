@@ -7,6 +7,10 @@ plus everything it computed as a ``gr.State``. ``describe`` only formats that st
 summary, download); ``redraw`` draws it again from the kept pixels when labels or a pasted ground
 truth change: neither ever decodes the upload again or runs a model.
 
+Images go back as JPEG files, each encoded once (``image_file``): ``describe`` hands back the file
+``predict`` wrote unless it drew something new. Gradio's own encoding of numpy outputs (WebP) took
+20 ms for a 512 px image and 90 ms for a 1024 px one on 2 CPU cores, JPEG 1-3 ms.
+
 Without the 98-point model (detector-only mode) the same outputs show MTCNN's boxes, scores and
 five points (``detector_only``). Faces are numbered in reading order (``model.order``), on the
 image, in the table and in the record.
@@ -16,33 +20,36 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import gradio as gr
 import numpy as np
 import pandas as pd
 
 from app.context import AppContext
+from app.thresholds import face_filter
 from model.detector import Detections
+from model.text import counted
 from model.draw import LEGEND_TEXT, SCORE_DECIMALS, draw_detections, draw_faces, draw_on_crops
 from model.geometry import landmark_box, match_boxes
 from model.image import ImageError, read_image
 from model.layout import NUM_LANDMARKS, NUM_LANDMARKS_68
 from model.pipeline import Face, crop_faces, detections_record, to_record
 from model.record import in_scheme as record_in_scheme
-from model.selection import (DEFAULT_MAX_FACES, DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE, FaceFilter, Selection,
-                             select_faces, selected)
+from model.selection import DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE, Selection, select_faces, selected
 from training import metrics
 from model.formats.wflw import RAW_FIELDS, SUBSET_FIELDS, load_wflw_json, parse_wflw_line
 
 # Zoomed face crops in the gallery, pixels.
 CROP_VIEW_SIZE = 256
 
+# JPEG quality of the images sent back: the coloured points stay crisp at 90 (the libjpeg default 75
+# blurs their colours into the skin).
+JPEG_QUALITY = 90
+
 # A detected face is the annotated one when its box overlaps the annotation's landmark box this much
 # (MTCNN boxes sit inside the landmark extent on the forehead side; 0.3 tolerates that).
 GT_MIN_IOU = 0.3
 
-# Step of the minimum-score box: MTCNN scores of faces crowd just below 1 (faces 0.9996-0.9999, a
-# hand 0.9936 on breakingbad.jpg), so a step of 0.01 cannot separate them; 0.001 can.
-MIN_SCORE_STEP = 0.001
 # The /predict API's point schemes: (label, value) as the JSON accordion's radio offers them.
 SCHEME_CHOICES = [("98 (WFLW)", NUM_LANDMARKS), ("68 (300W / iBUG)", NUM_LANDMARKS_68)]
 
@@ -61,6 +68,22 @@ TABLE_COLUMNS = ["face", "score", "flip error (%)", "NME (%)", "NME box", "WFLW 
 NO_MODEL = "98-point model not loaded"
 
 
+def image_file(ctx: AppContext, name: str, image: np.ndarray) -> str:
+    """``image`` ((H, W, 3) uint8 RGB) encoded once as a JPEG file ``name`` in a fresh download
+    folder (``AppContext.output_file``); returns its path, which Gradio serves as it is."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise gr.Error(f"{name}: the image could not be encoded as JPEG.", print_exception=False)
+    path = ctx.output_file(name)
+    path.write_bytes(data.tobytes())
+    return str(path)
+
+
+def _shown_name(name: str, what: str = "landmarks") -> str:
+    """The file name an image of ``name``'s results goes back under: "group-landmarks.jpg"."""
+    return f"{Path(name).stem}-{what}.jpg"
+
+
 def _read(path: str | None) -> tuple[str, np.ndarray]:
     if not path:
         raise gr.Error("Upload an image first.", print_exception=False)
@@ -68,16 +91,6 @@ def _read(path: str | None) -> tuple[str, np.ndarray]:
         return Path(path).name, read_image(path, name=Path(path).name)
     except ImageError as exc:
         raise gr.Error(str(exc), print_exception=False) from None
-
-
-def _face_filter(ctx: AppContext, min_score, min_size) -> FaceFilter:
-    """The UI's limits (empty: the defaults) and the model's ``max_faces``; ``gr.Error`` naming a bad value."""
-    max_faces = DEFAULT_MAX_FACES if ctx.predictor is None else ctx.predictor.max_faces
-    try:
-        return FaceFilter(DEFAULT_MIN_SCORE if min_score is None else float(min_score),
-                          DEFAULT_MIN_SIZE if min_size is None else float(min_size), max_faces)
-    except ValueError as exc:
-        raise gr.Error(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", print_exception=False) from None
 
 
 def detection_note(name: str, selection: Selection) -> str | None:
@@ -107,7 +120,7 @@ def in_scheme(record: dict, scheme) -> dict:
 
 def predict(ctx: AppContext, image_path: str | None, min_score: float = DEFAULT_MIN_SCORE,
             min_size: float = DEFAULT_MIN_SIZE, scheme: int | str = NUM_LANDMARKS):
-    """``/predict``: (annotated image, JSON record as text, result state) for one image file.
+    """``/predict``: (annotated image as a JPEG file, JSON record as text, result state) for one image file.
 
     ``scheme`` 68 gives the JSON text (and the download) the 300W / iBUG subset (``in_scheme``);
     clients that do not pass it get the 98 WFLW points as before.
@@ -118,9 +131,9 @@ def predict(ctx: AppContext, image_path: str | None, min_score: float = DEFAULT_
     The state holds what ``describe`` formats: the pixels, faces, truths, drawing and record.
     """
     name, image = _read(image_path)
-    face_filter = _face_filter(ctx, min_score, min_size)
+    limits = face_filter(ctx, min_score, min_size)
     found = (ctx.detector if ctx.predictor is None else ctx.predictor).detect(image)
-    selection = select_faces(found, face_filter)
+    selection = select_faces(found, limits)
     detections = selected(found, selection)  # reading order
     result = {"image": name, "pixels": image, "left_out": selection.threshold_note(), "truths": None}
     if ctx.predictor is None:
@@ -135,6 +148,7 @@ def predict(ctx: AppContext, image_path: str | None, min_score: float = DEFAULT_
         annotated, record, nmes = _draw_and_record(name, image, faces, truths, False, note)
         result.update(faces=faces, detections=None, note=note, nmes=nmes, truths=truths)
     shown = in_scheme(record, scheme)
+    annotated = image_file(ctx, _shown_name(name), annotated)
     result.update(annotated=annotated, record=record, scheme=shown.get("scheme", NUM_LANDMARKS))
     return annotated, json.dumps(shown, indent=1), result
 
@@ -230,7 +244,7 @@ def _face_rows(result: dict, nmes: list[float | None], ranks: list[str], rows: l
 def _summary(result: dict, nmes: list[float | None], ranks: list[str], unmatched: list[int]) -> str:
     h, w = result["pixels"].shape[:2]
     name, count = result["image"], len(_boxes(result)[1])
-    text = f"**{count} face(s)** in {name} ({w}x{h})." if count else f"No face found in {name} ({w}x{h})."
+    text = f"**{counted(count, 'face')}** in {name} ({w}x{h})." if count else f"No face found in {name} ({w}x{h})."
     if result["faces"] is None and count:
         text += (" Boxes, detector scores and MTCNN's five points (eyes, nose tip, mouth corners) only: "
                  "the 98-point model is not loaded (see the banner).")
@@ -252,9 +266,9 @@ def _summary(result: dict, nmes: list[float | None], ranks: list[str], unmatched
     return text
 
 
-def _crops(result: dict, truths: list | None, rows: list[int]) -> list[tuple[np.ndarray, str]]:
+def _crops(ctx: AppContext, result: dict, truths: list | None, rows: list[int]) -> list[tuple[str, str]]:
     """The gallery's zoomed faces in ``rows`` order, each cut from the photo with only its own
-    points drawn (``model.draw.draw_on_crops``), and their captions."""
+    points drawn (``model.draw.draw_on_crops``), as (JPEG file, caption)."""
     boxes, scores, flips = _boxes(result)
     if not rows:
         return []
@@ -264,7 +278,8 @@ def _crops(result: dict, truths: list | None, rows: list[int]) -> list[tuple[np.
                           landmarks=None if faces is None else np.stack([faces[i].landmarks for i in rows]),
                           ground_truth=None if truths is None else [truths[i] for i in rows],
                           five_points=None if detections is None else detections.points[rows])
-    return [(view, f"#{i + 1} · {scores[i]:.{SCORE_DECIMALS}f}" + ("" if flips[i] is None else f" · flip {flips[i]:.1f}%"))
+    return [(image_file(ctx, _shown_name(result["image"], f"face{i + 1}"), view),
+             f"#{i + 1} · {scores[i]:.{SCORE_DECIMALS}f}" + ("" if flips[i] is None else f" · flip {flips[i]:.1f}%"))
             for view, i in zip(views, rows)]
 
 
@@ -275,8 +290,8 @@ def _download(ctx: AppContext, name: str, record: dict) -> tuple[str, str]:
     return str(path), text
 
 
-def _view(result: dict, labels: bool, gt_line: str | None, gt_file: str | None):
-    """(annotated image, record, per-face NME, unmatched truths, per-face truths) to show: what
+def _view(ctx: AppContext, result: dict, labels: bool, gt_line: str | None, gt_file: str | None):
+    """(annotated image file, record, per-face NME, unmatched truths, per-face truths) to show: what
     ``predict`` made, or, with labels or a pasted ground truth, the kept faces drawn again (no
     decode, no model)."""
     user = _user_truths(result["image"], gt_line, gt_file)
@@ -286,7 +301,7 @@ def _view(result: dict, labels: bool, gt_line: str | None, gt_file: str | None):
     truths, unmatched = match_ground_truth(faces, user) if user else (result["truths"], [])
     annotated, record, nmes = _draw_and_record(result["image"], result["pixels"], faces, truths, bool(labels),
                                                result["note"])
-    return annotated, record, nmes, unmatched, truths
+    return image_file(ctx, _shown_name(result["image"]), annotated), record, nmes, unmatched, truths
 
 
 def describe(ctx: AppContext, image_path: str | None, result: dict | None, labels: bool, gt_line: str | None,
@@ -295,18 +310,19 @@ def describe(ctx: AppContext, image_path: str | None, result: dict | None, label
     again): the annotated image, zoomed crops, the table, the JSON download and a summary.
 
     Returns:
-        (annotated image, crops [(image, caption)], table, JSON file path, summary Markdown, JSON text).
+        (annotated image file, crops [(JPEG file, caption)], table, JSON file path, summary Markdown,
+        JSON text).
     """
     if not image_path:
         raise gr.Error("Upload an image first.", print_exception=False)
     if not result or result.get("image") != Path(image_path).name:
         raise gr.Error("Press Find landmarks first.", print_exception=False)
-    annotated, record, nmes, unmatched, truths = _view(result, labels, gt_line, gt_file)
+    annotated, record, nmes, unmatched, truths = _view(ctx, result, labels, gt_line, gt_file)
     if unmatched:
         gr.Warning(f"Ground truth {', '.join(f'#{j + 1}' for j in unmatched)} matched no detected face.")
     rows, ranks = face_order(result["faces"], order, len(nmes)), _ranks(ctx, nmes)
     path, text = _download(ctx, result["image"], in_scheme(record, result.get("scheme", NUM_LANDMARKS)))
-    return (annotated, _crops(result, truths, rows), _face_rows(result, nmes, ranks, rows), path,
+    return (annotated, _crops(ctx, result, truths, rows), _face_rows(result, nmes, ranks, rows), path,
             _summary(result, nmes, ranks, unmatched), text)
 
 
@@ -339,11 +355,13 @@ def predict_batch(ctx: AppContext, paths: list[str] | None, labels: bool):
             problems.append(str(exc))
             continue
         annotated, record = _one_of_batch(ctx, name, image, bool(labels))
-        gallery.append((annotated, f"{name}: {len(record['faces'])} face(s)"))
+        caption = f"{name}: {counted(len(record['faces']), 'face')}"
+        gallery.append((image_file(ctx, _shown_name(name), annotated), caption))
         records.append(record)
     path = ctx.output_file("landmarks.json")
     path.write_text(json.dumps(records, indent=1), encoding="utf-8")
-    summary = f"{len(records)} image(s) processed, {sum(len(r['faces']) for r in records)} face(s)."
+    summary = (f"{counted(len(records), 'image')} processed, "
+               f"{counted(sum(len(r['faces']) for r in records), 'face')}.")
     notes = [r["warning"] for r in records if r.get("warning") and ctx.predictor is not None]
     if notes:
         summary += "\n\n" + "\n".join(f"- {n}" for n in notes)
@@ -355,7 +373,7 @@ def predict_batch(ctx: AppContext, paths: list[str] | None, labels: bool):
 def _one_of_batch(ctx: AppContext, name: str, image: np.ndarray, labels: bool) -> tuple[np.ndarray, dict]:
     """(annotated image, record) of one image of a batch, faces in reading order."""
     found = (ctx.detector if ctx.predictor is None else ctx.predictor).detect(image)
-    selection = select_faces(found, _face_filter(ctx, None, None))
+    selection = select_faces(found, face_filter(ctx, None, None))
     detections = selected(found, selection)  # reading order
     if ctx.predictor is None:
         return detector_only(ctx, name, image, detections)

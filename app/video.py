@@ -21,7 +21,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from app import upload  # noqa: E402
+from app.thresholds import face_filter  # noqa: E402
 from app.context import AppContext  # noqa: E402
+from model.selection import DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE, FaceFilter  # noqa: E402
 from model.video import VIDEO_SUFFIXES, VideoError, VideoResult, annotate_video  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -103,44 +106,47 @@ def timeline_figure(result: VideoResult):
 
 def _summary(result: VideoResult) -> str:
     with_face = sum(1 for f in result.faces if f)
-    return (f"**{result.frames}** frames ({result.info.width}x{result.info.height}, "
+    return (f"**{upload.counted(result.frames, 'frame')}** ({result.info.width}x{result.info.height}, "
             f"{result.info.fps:.2f} frames/s, {result.frames / result.info.fps:.1f} s) · a face in "
             f"**{with_face}** · processed at **{result.frames / result.elapsed_s:.1f}** frames/s")
 
 
-def _run(ctx: AppContext, source: Path, smooth: bool, job: VideoJob, progress) -> tuple:
+def _run(ctx: AppContext, source: Path, smooth: bool, limits: FaceFilter, job: VideoJob, progress) -> tuple:
     """The job itself: (video path, CSV path, figure, summary); ``JobCancelled`` when its page went."""
     out_path = ctx.output_file(f"{source.stem}-landmarks.mp4")
     csv_path = out_path.with_name(f"{source.stem}-landmarks.csv")
 
     def report(done: int, total: int) -> None:
         if job.cancel.is_set():
-            raise JobCancelled(f"page closed after {job.frames_done} frames")
+            raise JobCancelled(f"page closed after {upload.counted(job.frames_done, 'frame')}")
         job.frames_done = done
         progress((done, total) if total else None, desc="frames", unit="frames")
 
     try:
         result = annotate_video(source, out_path, ctx.live_predictor, csv_path=csv_path, smooth=smooth,
-                                progress=report)
+                                progress=report, face_filter=limits)
     except VideoError as exc:
         raise gr.Error(str(exc).replace(str(source), source.name)) from exc
     return str(out_path), str(csv_path), timeline_figure(result), _summary(result)
 
 
 def annotate(ctx: AppContext, video_path: str | None, smooth: bool, request: gr.Request,
-             progress=gr.Progress()):
+             min_score: float = DEFAULT_MIN_SCORE, min_size: float = DEFAULT_MIN_SIZE, progress=gr.Progress()):
     """Upload -> first the cleared outputs, then (annotated video path, CSV path, figure, summary).
 
-    A generator, so that the previous result leaves the screen as soon as the job starts.
+    ``min_score`` and ``min_size`` choose which detections become tracked faces, as in the Upload
+    tab (``app.thresholds.face_filter``). A generator, so that the previous result leaves the screen as
+    soon as the job starts.
     """
     if ctx.predictor is None:
         raise gr.Error("The 98-point model is not loaded (see the banner); videos need it.")
     if not video_path:
         raise gr.Error("Upload a video first (" + ", ".join(VIDEO_SUFFIXES) + ").")
+    limits = face_filter(ctx, min_score, min_size)
     yield None, None, None, STARTED
     job = JOBS.start(getattr(request, "session_hash", None) or "")
     try:
-        yield _run(ctx, Path(video_path), bool(smooth), job, progress)
+        yield _run(ctx, Path(video_path), bool(smooth), limits, job, progress)
     except JobCancelled as exc:
         log.info("video job of %s stopped: %s", Path(video_path).name, exc)
     finally:

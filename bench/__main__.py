@@ -367,6 +367,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clip-seconds", type=int, default=CLIP_SECONDS,
                         help=f"length of the 720p clip of the video row (default: {CLIP_SECONDS})")
     parser.add_argument("--skip-table", action="store_true", help="only the live-video figures below the table")
+    parser.add_argument("--skip-app-upload", action="store_true",
+                        help="leave out bench.upload (/predict of a real server against the model alone)")
     return parser.parse_args(argv)
 
 
@@ -488,6 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     print_live_accuracy(live, r, k)
     print_oracle(live, r, k)
     print_video(live, args.clip_seconds)
+    if not args.skip_app_upload:
+        print()
+        from bench import upload  # a real `python -m app` server against the model alone
+        upload.main([])
     return 0
 
 

@@ -109,8 +109,8 @@ def legend_html(entries: Sequence[LegendEntry] = LEGEND) -> str:
 
 # ------------------------------------------------------------------ sizes for the displayed image
 
-# The app shows images in a box about this size (the upload tab's gr.Image is 440 px high in a
-# column about 640 px wide); drawing sizes are chosen for that view, never below 1:1.
+# The app shows images in a box about this size (the upload tab's gr.Image takes its height from
+# DISPLAY_HEIGHT, in a column about 640 px wide); drawing sizes are chosen for that view, never below 1:1.
 DISPLAY_HEIGHT = 440
 DISPLAY_WIDTH = 640
 LABEL_SCREEN_PX = 11    # digit height of labels on screen

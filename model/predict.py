@@ -25,6 +25,7 @@ import numpy as np
 
 from model.cli import BatchOutputs, add_model_arguments
 from model.draw import draw_faces
+from model.text import counted
 from model.image import ImageError, find_images, read_image
 from model.io import atomic_write_bytes, atomic_write_text
 from model.layout import NUM_LANDMARKS, SCHEMES
@@ -69,7 +70,7 @@ def process(predictor: Predictor, image_path: Path, image: np.ndarray, outputs: 
     elif not faces:
         print(f"{image_path}: no face found", file=sys.stderr)
     else:
-        print(f"{image_path}: {len(faces)} face(s)")
+        print(f"{image_path}: {counted(len(faces), 'face')}")
     if (path := outputs.path(args.json_out, image_path, ".json")) is not None:
         record = to_record(str(image_path), image.shape, faces, warning=warning, scheme=args.scheme)
         atomic_write_text(path, json.dumps(record, indent=1))
@@ -110,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             unwritten += 1
     if failed:
-        print(f"{failed} of {len(images)} image(s) could not be read", file=sys.stderr)
+        print(f"{failed} of {counted(len(images), 'image')} could not be read", file=sys.stderr)
     if unwritten:
-        print(f"{unwritten} of {len(images)} result(s) could not be written", file=sys.stderr)
+        print(f"{unwritten} of {counted(len(images), 'result')} could not be written", file=sys.stderr)
     return 1 if failed or unwritten else 0
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from model.detector import DEFAULT_MIN_FACE_SIZE, DEFAULT_THRESHOLDS, Detections
 from model.order import reading_order
 from model.record import max_faces_note
+from model.text import counted
 
 # The defaults keep every face MTCNN returns: its final (O-net) score threshold and its smallest
 # face side searched for. Detector scores of real faces crowd just below 1 (0.9996-0.9999 on
@@ -74,10 +75,9 @@ class Selection:
         """What the score and size limits left out, e.g. "2 detections below score 0.995 left out"."""
         f, parts = self.face_filter, []
         if self.low_score:
-            parts.append(f"{self.low_score} detection{'s' if self.low_score > 1 else ''} below score {f.min_score:g}")
+            parts.append(f"{counted(self.low_score, 'detection')} below score {f.min_score:g}")
         if self.too_small:
-            parts.append(f"{self.too_small} detection{'s' if self.too_small > 1 else ''} "
-                         f"smaller than {f.min_size:g} px")
+            parts.append(f"{counted(self.too_small, 'detection')} smaller than {f.min_size:g} px")
         return " and ".join(parts) + " left out" if parts else None
 
     def limit_note(self) -> str | None:

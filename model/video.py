@@ -2,12 +2,17 @@
 
     python -m model.video IN... --out annotated.mp4 --csv landmarks.csv [--json landmarks.json]
                           [--weights W] [--device auto|cpu|cuda|cuda:N] [--max-faces N] [--no-smooth]
+                          [--min-score S] [--min-size PX]
 
 Frames are decoded and encoded with PyAV (``av``), whose wheel ships FFmpeg with libx264: no system
 ffmpeg is needed. Every frame goes through the webcam's ``FaceTracker`` (detector every few frames,
 network on keyframes without flip test, optical flow in between) and, unless ``--no-smooth``, the
 One-Euro ``FaceSmoother``. The output is H.264 (yuv420p, ``+faststart``) in mp4, which Chromium
 plays. The CSV has one row per face per frame: ``frame, time_s, face_id, score, x0..x97, y0..y97``.
+
+Which detections become tracked faces is the Upload tab's rule (``model.selection.FaceFilter``;
+``--min-score``, ``--min-size`` and ``--max-faces`` with its defaults): MTCNN also boxes hands and
+prints, at lower scores than real faces, and ``--min-score 0.995`` leaves them out.
 
 A file that is not a video, is truncated or holds no frames gives an error naming the file; nothing
 is written under its output names, the other videos are still done, and the exit status is 1. With
@@ -29,12 +34,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 import av
 import numpy as np
 
-from model.cli import BatchOutputs, add_model_arguments
+from model.cli import BatchOutputs, add_face_filter_arguments, add_model_arguments, face_filter_from_args
 from model.draw import draw_faces
 from model.io import atomic_write, atomic_write_json, atomic_write_text
 from model.layout import NUM_LANDMARKS
 from model.pipeline import Face, Predictor
+from model.selection import FaceFilter
 from model.smoothing import FaceSmoother
+from model.text import counted
 from model.tracking import FaceTracker
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi")
@@ -190,7 +197,8 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: float) -> P
 
 def annotate_video(path: str | Path, out_path: str | Path, predictor: Predictor, csv_path: str | Path | None = None,
                    json_path: str | Path | None = None, smooth: bool = True,
-                   progress: Callable[[int, int], None] | None = None, name: str | None = None) -> VideoResult:
+                   progress: Callable[[int, int], None] | None = None, name: str | None = None,
+                   face_filter: FaceFilter | None = None) -> VideoResult:
     """Track landmarks through a video and write the annotated mp4 (and the CSV / JSON).
 
     Args:
@@ -201,6 +209,8 @@ def annotate_video(path: str | Path, out_path: str | Path, predictor: Predictor,
         smooth: One-Euro smoothing of the drawn and written points (the tracker never sees them).
         progress: called as ``progress(frames done, frames expected)`` (expected 0 when unknown).
         name: how the JSON names the video (default: the file name of ``path``).
+        face_filter: which detections become tracked faces (``model.selection``; default: every
+            face MTCNN returns, the predictor's ``max_faces`` most confident).
 
     Returns:
         The per-frame faces and times. Raises ``VideoError`` naming ``path`` when it is unreadable.
@@ -208,7 +218,7 @@ def annotate_video(path: str | Path, out_path: str | Path, predictor: Predictor,
     path = Path(path)
     info = probe(path)
     result = VideoResult(info)
-    tracker = FaceTracker(predictor)
+    tracker = FaceTracker(predictor, face_filter=face_filter)
     smoother = FaceSmoother() if smooth else None
     start = time.perf_counter()
 
@@ -245,6 +255,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="landmarks JSON: per frame the faces in the /predict schema (a folder for several)")
     # Keyframes always run without flip test (speed), so ``--no-flip`` is not offered here.
     add_model_arguments(parser, flags=("weights", "device", "max_faces", "backend"))
+    add_face_filter_arguments(parser)
     parser.add_argument("--no-smooth", action="store_true", help="write the raw tracked points (no One-Euro filter)")
     return parser.parse_args(argv)
 
@@ -260,10 +271,12 @@ def _annotate_one(video: Path, predictor: Predictor, outputs: BatchOutputs, args
     with tqdm(total=info.frames or None, unit="frame", desc=video.name) as bar:
         result = annotate_video(video, out, predictor, csv_path=csv_path, json_path=json_path,
                                 smooth=not args.no_smooth, name=str(video),
+                                face_filter=face_filter_from_args(args),
                                 progress=lambda done, total: bar.update(done - bar.n))
-    faces = sum(len(f) for f in result.faces)
-    print(f"{video}: {result.frames} frames ({info.width}x{info.height}, {info.fps:.2f} frames/s), "
-          f"{faces} face rows, {result.frames / result.elapsed_s:.1f} frames/s processed -> {out}")
+    faces, frames = sum(len(f) for f in result.faces), result.frames
+    print(f"{video}: {counted(frames, 'frame')} ({info.width}x{info.height}, {info.fps:.2f} "
+          f"frames/s), {counted(faces, 'face row')}, {frames / result.elapsed_s:.1f} frames/s "
+          f"processed -> {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
     if failed:
-        print(f"{failed} of {len(args.videos)} video(s) failed", file=sys.stderr)
+        print(f"{failed} of {counted(len(args.videos), 'video')} failed", file=sys.stderr)
     return 1 if failed else 0
 
 

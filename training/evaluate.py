@@ -50,7 +50,7 @@ from model.network import load_checkpoint
 from model.pipeline import Predictor
 from model.weights import file_sha256
 from training.metrics import ced_figure, format_table, nme, subset_table
-from training.text import counted
+from model.text import counted
 from training.prepare import open_wflw_root
 from model.formats.wflw import (BOX_MODES, Sample, WFLWTree, attribute_matrix, crop_box, load_wflw_txt, read_json,
                                 resolve_image)

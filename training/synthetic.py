@@ -29,7 +29,7 @@ from model.constants import INPUT_SIZE
 from model.geometry import landmark_box
 from model.layout import ATTRIBUTES, FLIP_INDICES, NUM_LANDMARKS, REGIONS
 from model.formats.wflw import SPLITS, Sample, WFLWTree, write_wflw_txt
-from training.text import counted
+from model.text import counted
 
 IMAGE_FOLDER = "0--Synthetic"
 SUBPIXEL_BITS = 4  # cv2 drawing with fixed-point coordinates (1/16 px)

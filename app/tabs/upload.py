@@ -7,6 +7,8 @@ import gradio as gr
 from app import upload
 from app.context import AppContext
 from app.tabs import bind, network_group
+from app.thresholds import face_filter_controls
+from model.draw import DISPLAY_HEIGHT
 from model.layout import NUM_LANDMARKS
 
 
@@ -14,29 +16,23 @@ def _inputs() -> dict:
     """The left column: the file, the Run button, the detector thresholds."""
     h = {"image": gr.File(label="Image", file_types=["image"], type="filepath", height=120, elem_id="upload-image"),
          "run": gr.Button("Find landmarks", variant="primary", elem_id="upload-run")}
-    with gr.Row():
-        h["min_score"] = gr.Number(value=upload.DEFAULT_MIN_SCORE, minimum=0, maximum=1, step=upload.MIN_SCORE_STEP,
-                                   label="Minimum face score", min_width=120, elem_id="upload-min-score",
-                                   info=f"MTCNN's own: {upload.DEFAULT_MIN_SCORE:g}; steps of {upload.MIN_SCORE_STEP:g} "
-                                        "(faces often score 0.999+, a hand or a print 0.99)")
-        h["min_size"] = gr.Number(value=upload.DEFAULT_MIN_SIZE, minimum=0, precision=0, label="Minimum face size (px)",
-                                  min_width=120, elem_id="upload-min-size",
-                                  info=f"MTCNN's own: {upload.DEFAULT_MIN_SIZE:g}; shorter box side")
+    h["min_score"], h["min_size"] = face_filter_controls("upload")
     return h
 
 
 def _results() -> dict:
     """The right column: annotated image, summary, order, crops, table, JSON."""
-    h = {"annotated": gr.Image(label="Landmarks (faces numbered in reading order)", type="numpy", interactive=False,
-                               height=440, elem_id="upload-annotated"),
+    h = {"annotated": gr.Image(label="Faces numbered in reading order", type="filepath", interactive=False,
+                               height=DISPLAY_HEIGHT, elem_id="upload-annotated", elem_classes=["ls-header-outside"]),
          "summary": gr.Markdown(elem_id="upload-summary"),
          "order": gr.Radio(list(upload.ORDERS), value=upload.READING_ORDER, label="Order of faces",
                            elem_id="upload-order")}
-    # Side by side: alone in the column, a single crop stretched to the full width.
-    with gr.Row():
-        h["crops"] = gr.Gallery(label="Faces (zoomed)", columns=3, height="auto", allow_preview=False,
-                                object_fit="contain", scale=1, min_width=220, elem_id="upload-crops")
-        h["table"] = gr.Dataframe(label="Faces", interactive=False, scale=2, elem_id="upload-table")
+    # One below the other, each the column's full width: side by side, the gallery's third column and
+    # the table's box columns were cut off at 1280 px. The gallery's columns are app.css's (as many
+    # 150 px crops as fit).
+    h["crops"] = gr.Gallery(label="Faces (zoomed)", height="auto", allow_preview=False,
+                            object_fit="contain", elem_id="upload-crops", elem_classes=["ls-header-outside"])
+    h["table"] = gr.Dataframe(label="Faces", interactive=False, elem_id="upload-table")
     with gr.Accordion("JSON (CLI schema)", open=False):
         h["scheme"] = gr.Radio(upload.SCHEME_CHOICES, value=NUM_LANDMARKS,
                                label="Points in the JSON (applies at the next Find landmarks)",

@@ -6,10 +6,9 @@ import gradio as gr
 
 from app import video
 from app.context import AppContext
+from app.serving import VIDEO, concurrency
 from app.tabs import bind
-
-# Video jobs have their own concurrency group: one at a time, never in the way of an upload.
-VIDEO, VIDEO_JOBS = "video", 1
+from app.thresholds import face_filter_controls
 
 
 def build(ctx: AppContext, demo: gr.Blocks) -> None:
@@ -23,12 +22,15 @@ def build(ctx: AppContext, demo: gr.Blocks) -> None:
                 source = gr.File(label="Video", file_types=list(video.VIDEO_SUFFIXES), type="filepath", height=120,
                                  elem_id="video-in")
                 smooth = gr.Checkbox(label="Smooth points (One-Euro filter)", value=True)
+                min_score, min_size = face_filter_controls("video")
                 run = gr.Button("Annotate video", variant="primary", elem_id="video-run")
                 csv = gr.File(label="Landmarks CSV", height=100, elem_id="video-csv")
                 summary = gr.Markdown(elem_id="video-summary")
             with gr.Column(scale=2):
                 out = gr.Video(label="Annotated video", interactive=False, height=420, elem_id="video-out")
                 plot = gr.Plot(label="Faces per frame and score over time", elem_id="video-plot")
-        run.click(bind(video.annotate, ctx), inputs=[source, smooth], outputs=[out, csv, plot, summary],
-                  api_name="annotate_video", concurrency_id=VIDEO, concurrency_limit=VIDEO_JOBS)
+        # One progress display, on the video: not one per output, nor one over the summary's text.
+        run.click(bind(video.annotate, ctx), inputs=[source, smooth, min_score, min_size],
+                  outputs=[out, csv, plot, summary], api_name="annotate_video", show_progress_on=[out],
+                  **concurrency(VIDEO))
     demo.unload(video.page_closed)

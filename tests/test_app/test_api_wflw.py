@@ -52,7 +52,7 @@ def _rank(value: float) -> int:
 
 
 def _green_near(image_path: str, points: np.ndarray, radius: int = 4) -> int:
-    """How many of ``points`` have a ground-truth-green pixel within ``radius`` (lossy WebP tolerated)."""
+    """How many of ``points`` have a ground-truth-green pixel within ``radius`` (lossy JPEG tolerated)."""
     rgb = read_image(image_path).astype(int)
     green = (rgb[..., 1] > 150) & (rgb[..., 0] < 120) & (rgb[..., 2] < 120)
     h, w = green.shape
@@ -168,4 +168,4 @@ def test_labels_toggle_without_a_result_is_a_quiet_no_op(wflw_server, shared_dat
     fresh.predict(handle_file(str(photo)), api_name="/predict")
     annotated, *_, summary, _ = fresh.predict(handle_file(str(photo)), True, "", None, "reading order",
                                               api_name="/redraw")
-    assert annotated and "3 face(s)" in summary
+    assert annotated and "3 faces" in summary

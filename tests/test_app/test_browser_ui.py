@@ -71,7 +71,7 @@ def test_upload_flow(studio, page_of, artifacts_dir, tmp_path):
     examples.get_by_text("astronaut.png").click()
     page.locator("#upload-image [aria-label='astronaut.png']").wait_for(timeout=TIMEOUT_MS)  # stem and suffix are two spans
     page.click("#upload-run")
-    page.locator("#upload-summary").get_by_text("1 face(s)").wait_for(timeout=TIMEOUT_MS)
+    page.locator("#upload-summary").get_by_text("1 face", exact=True).wait_for(timeout=TIMEOUT_MS)
     page.locator("#upload-annotated img").wait_for(timeout=TIMEOUT_MS)
     page.locator("#upload-crops img").first.wait_for(timeout=TIMEOUT_MS)
     expect(page.locator(".toast-body")).to_have_count(0)

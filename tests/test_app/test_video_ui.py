@@ -1,16 +1,19 @@
 """The Video tab in Debian's chromium against a Gradio server in this process (so the job can be
-watched): a job stops within a frame once its page is closed, and a new job clears the previous
-result as it starts. Real tracker and network on a real photo made into an H.264 clip."""
+watched): a job stops within a frame once its page is closed, shows one progress display while it
+runs, a new job clears the previous result as it starts, and the tab's face limits (the Upload tab's
+controls) reach the tracker. Real tracker and network on a real photo made into an H.264 clip."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 from playwright.sync_api import expect
 
 from app import video
+from app.context import AppContext
 from app.ui import build_demo
 from model.pipeline import Predictor
 from model.video import write_video
@@ -60,7 +63,7 @@ def _start(page, clip) -> None:
     page.click("#video-run")
 
 
-def test_closing_the_page_stops_its_job(served, clip, browser_factory):
+def test_closing_the_page_stops_its_job(served, clip, browser_factory, artifacts_dir):
     done_before = len(video.JOBS.finished)
     context = browser_factory().new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
@@ -70,6 +73,15 @@ def test_closing_the_page_stops_its_job(served, clip, browser_factory):
     expect(page.locator("#video-summary")).to_contain_text("Processing the video", timeout=TIMEOUT_MS)
     job = _until(lambda: next((j for j in video.JOBS.running.values() if j.frames_done >= 3), None),
                  "the job to process 3 frames")
+    # One progress display, on the video; the summary's "Processing the video..." stays readable.
+    bars = page.locator(".progress-bar:visible")
+    expect(bars.first).to_be_visible(timeout=TIMEOUT_MS)
+    assert bars.count() == 1 and page.locator("#video-out .progress-bar").count() == 1
+    assert page.locator("#video-summary").evaluate("""e => {
+        e.scrollIntoView({block: 'center'});
+        const r = e.getBoundingClientRect(), hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+        return e.contains(hit); }""")
+    page.screenshot(path=str(artifacts_dir / "video-progress-1280.png"))
     context.close()  # the page goes: Gradio's heartbeat ends and demo.unload runs
     _until(lambda: len(video.JOBS.finished) > done_before and video.JOBS.finished[-1] is job, "the job to stop")
     assert job.cancelled_at is not None and job.cancelled_at >= 3
@@ -83,6 +95,8 @@ def test_a_new_job_clears_the_old_result(served, clip, browser_factory, tmp_path
     page = context.new_page()
     page.goto(served, wait_until="load")
     page.get_by_role("tab", name="Video").click()
+    expect(page.locator("#video-score-off input[type=checkbox]")).to_be_checked()  # the Upload tab's controls
+    expect(page.locator("#video-score-slider input[type=range]")).to_be_visible()
     page.locator("#video-in input[type=file]").set_input_files(str(short))
     page.click("#video-run")
     expect(page.locator("#video-summary")).to_contain_text("6", timeout=TIMEOUT_MS)
@@ -97,3 +111,21 @@ def test_a_new_job_clears_the_old_result(served, clip, browser_factory, tmp_path
     expect(page.locator("#video-csv")).not_to_contain_text("short-landmarks", timeout=TIMEOUT_MS)
     context.close()
     _until(lambda: not video.JOBS.running, "the second job to stop after its page closed")
+
+
+def test_face_limits_reach_the_tracker(mean_shape_checkpoint, tmp_path):
+    """``annotate`` (the Video tab's /annotate_video) passes its minimum score and size to the
+    tracker: a 240 px face is found in all 6 frames by default and in none with a 300 px minimum;
+    a score beyond 1 is refused naming the value."""
+    hopper = Path(__file__).resolve().parents[2] / "assets" / "grace_hopper.jpg"
+    short = write_video(tmp_path / "short.mp4", [square_photo(hopper, 240)] * 6, 25.0)
+    ctx = AppContext(predictor=Predictor(weights=mean_shape_checkpoint, device="cpu"), detector=None)
+    try:
+        *_, summary = list(video.annotate(ctx, str(short), True, None))[-1]
+        assert "a face in **6**" in summary
+        *_, summary = list(video.annotate(ctx, str(short), True, None, min_size=300))[-1]
+        assert "a face in **0**" in summary
+        with pytest.raises(gr.Error, match="Minimum face score must be between 0 and 1, got 1.5"):
+            list(video.annotate(ctx, str(short), True, None, min_score=1.5))
+    finally:
+        ctx.close()

@@ -55,7 +55,7 @@ def test_bad_inputs_are_reported_and_skipped(tmp_path, shared_data, random_check
     assert "cut.jpg: cannot be decoded" in err
     assert "missing.png: file not found" in err
     assert "wall.png: no face found" in err
-    assert "4 of 6 image(s) could not be read" in err
+    assert "4 of 6 images could not be read" in err
     assert sorted(p.name for p in out.iterdir()) == ["takeo.json", "wall.json"]
     assert json.loads((out / "wall.json").read_text())["faces"] == []
     assert len(json.loads((out / "takeo.json").read_text())["faces"]) == 1
@@ -156,7 +156,7 @@ def test_an_output_two_inputs_would_share_is_an_error_not_an_overwrite(tmp_path,
     assert result.returncode == 1
     assert (f"error: {Path('out/a.png.json')} was already written for a.png in this run; not overwriting it with "
             f"the result of a.png.png") in result.stderr
-    assert "1 of 3 result(s) could not be written" in result.stderr
+    assert "1 of 3 results could not be written" in result.stderr
     assert json.loads((tmp_path / "out" / "a.png.json").read_text())["image"] == "a.png"  # the first one stays
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg.json", "a.png.json"]
 
@@ -169,7 +169,7 @@ def test_a_bad_dds_does_not_stop_the_batch(tmp_path, shared_data, random_checkpo
                      "--backend", "torch", cwd=tmp_path)
     assert result.returncode == 1
     assert "error: bad.dds: cannot be decoded (NotImplementedError: Unimplemented pixel format" in result.stderr
-    assert "1 of 2 image(s) could not be read" in result.stderr and "Traceback" not in result.stderr
+    assert "1 of 2 images could not be read" in result.stderr and "Traceback" not in result.stderr
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.json"]
     assert_record_schema(json.loads((tmp_path / "out" / "good.json").read_text()), "good.png", faces=1)
 

