@@ -5,7 +5,6 @@ Test modules import from here, never from one another or from a conftest.
 from __future__ import annotations
 
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -17,16 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# Debian's chromium, its flags and free_port have one home, shared with the benchmarks.
+from bench.browser import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: F401 (re-exported)
 from model.layout import NUM_LANDMARKS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 ARTIFACTS = REPO / "test-artifacts"
 
-# Debian's chromium, driven by Playwright (never `playwright install`), with nothing phoning home.
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # A cold `python -m app` imports torch and gradio and builds MTCNN: about 20 s on 2 busy cores.
 SERVER_START_TIMEOUT = 180.0
 
@@ -155,13 +152,6 @@ def refuse_skips(session) -> None:
         reporter.ensure_newline()
         reporter.write_line(f"{len(skipped)} skipped ({names}): the suite never skips; a missing "
                             "tool or file must fail the test with a message", red=True)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class AppServer:
