@@ -6,8 +6,9 @@ components, wires its own events and returns only the handles a later tab needs.
 ``app.upload``, ``app.webcam``, ``app.video``, ``app.browser`` (with ``app.compare`` and
 ``app.stored_predictions``) and ``app.review``; each takes the context as first argument, bound with
 ``app.tabs.bind``. Every network forward goes through the one inference engine (``app.context``);
-still-image listeners share the concurrency group ``NETWORK``, the webcam stream, video jobs and
-the browser's batch computation have their own, so an upload never waits for them to end.
+still-image listeners share the concurrency group ``NETWORK``, video jobs and the browser's batch
+computation have their own, so an upload never waits for them to end. The webcam's frames do not
+go through Gradio's queue: its page talks to the live route (``app.live``, mounted at launch).
 """
 from __future__ import annotations
 

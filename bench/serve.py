@@ -36,6 +36,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from bench.browser import CHROMIUM, CHROMIUM_ARGS, READ_CODE_JS, camera_args, camera_clip, free_port
 from bench.checkpoint import CACHE_DIR, REPO, bench_checkpoint
@@ -133,13 +134,47 @@ def start_stream(page) -> None:
     page.wait_for_timeout(WARMUP_S * 1000)
 
 
-def stream_phase(page, during) -> dict:
-    """The drawings recorded while ``during()`` ran: ``{"shown": [...], "seconds": s, "load": l}``."""
+class CpuMeter:
+    """CPU seconds used by the app's server, the browser (every other process started under this
+    one) and this process (the upload clients), for the cores each kept busy during a phase."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server = psutil.Process(server_pid)
+
+    @staticmethod
+    def _seconds(processes) -> float:
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+            except psutil.Error:  # a browser process that ended meanwhile
+                pass
+        return total
+
+    def read(self) -> dict[str, float]:
+        server = [self.server, *self.server.children(recursive=True)]
+        pids = {p.pid for p in server}
+        browser = [p for p in psutil.Process().children(recursive=True) if p.pid not in pids]
+        own = psutil.Process().cpu_times()
+        return {"server": self._seconds(server), "browser": self._seconds(browser), "clients": own.user + own.system}
+
+    def phase(self, during) -> dict:
+        """Run ``during()``: its seconds, the load average at its start, and the cores each part kept busy."""
+        before, start, start_load = self.read(), time.perf_counter(), load()
+        result = during()
+        seconds = time.perf_counter() - start
+        after = self.read()
+        cores = {k: (after[k] - before[k]) / seconds for k in before}
+        return {"seconds": seconds, "load": start_load, "cores": cores, "result": result}
+
+
+def stream_phase(page, meter: CpuMeter, during) -> dict:
+    """The drawings recorded while ``during()`` ran, with ``CpuMeter.phase``'s figures."""
     start_count = page.evaluate("() => window.__shown.length")
-    start, start_load = time.perf_counter(), load()
-    during()
-    shown = page.evaluate("(n) => window.__shown.slice(n)", start_count)
-    return {"shown": shown, "seconds": time.perf_counter() - start, "load": start_load}
+    phase = meter.phase(during)
+    phase["shown"] = page.evaluate("(n) => window.__shown.slice(n)", start_count)
+    return phase
 
 
 def _keep_turning(page, thread: threading.Thread) -> None:
@@ -149,20 +184,19 @@ def _keep_turning(page, thread: threading.Thread) -> None:
         page.wait_for_timeout(100)
 
 
-def run_round(page, url: str, args) -> dict:
+def run_round(page, url: str, args, meter: CpuMeter) -> dict:
     """One round: the stream alone, the stream beside uploads, the uploads alone (stream stopped)."""
     progress("stream alone")
-    alone = stream_phase(page, lambda: page.wait_for_timeout(args.seconds * 1000))
+    alone = stream_phase(page, meter, lambda: page.wait_for_timeout(args.seconds * 1000))
     progress(f"stream beside {args.clients} upload clients x {args.requests} calls")
     beside: list[float] = []
     clients = threading.Thread(target=lambda: beside.extend(
         predict_latencies(url, args.clients, args.requests, args.photo)))
-    during = stream_phase(page, lambda: _keep_turning(page, clients))
+    during = stream_phase(page, meter, lambda: _keep_turning(page, clients))
     page.locator("#webcam-live .lv-stop").click()
     progress("uploads with the stream stopped")
-    idle_load = load()
-    idle = predict_latencies(url, args.clients, args.requests, args.photo)
-    return {"alone": alone, "during": during, "upload_stream": beside, "upload_idle": idle, "idle_load": idle_load}
+    idle = meter.phase(lambda: predict_latencies(url, args.clients, args.requests, args.photo))
+    return {"alone": alone, "during": during, "upload_stream": beside, "idle": idle}
 
 
 def measure(args, weights: str, tmp: Path) -> list[dict]:
@@ -173,6 +207,7 @@ def measure(args, weights: str, tmp: Path) -> list[dict]:
     url = f"http://127.0.0.1:{port}/"
     progress(f"starting the app on port {port} (weights {weights})")
     server = start_server(weights, port, tmp / "app.log")
+    meter = CpuMeter(server.pid)
     try:
         predict_latencies(url, 1, 1, args.photo)  # warm-up: first-call costs
         clip = camera_clip(read_image(PHOTO), tmp / "camera.y4m")
@@ -181,12 +216,13 @@ def measure(args, weights: str, tmp: Path) -> list[dict]:
             page = browser.new_context(viewport={"width": 1280, "height": 800}, permissions=["camera"]).new_page()
             page.goto(url, wait_until="load")
             page.get_by_role("tab", name="Webcam").click()
+            page.locator("#webcam-live .lv-start").wait_for(timeout=FIRST_FACE_TIMEOUT_MS)
             page.evaluate(RECORD_JS, READ_CODE_JS)
             rounds = []
             for r in range(args.rounds):
                 progress(f"round {r + 1} of {args.rounds}: starting the stream")
                 start_stream(page)
-                rounds.append(run_round(page, url, args))
+                rounds.append(run_round(page, url, args, meter))
             browser.close()
     finally:
         server.terminate()
@@ -229,33 +265,54 @@ def split(phases: list[dict]) -> dict[str, float]:
     return {name: float(np.median([f(s) for s in frames])) if frames else float("nan") for name, f in parts.items()}
 
 
-def report(rounds: list[dict], args, weights: str) -> dict:
-    """Print the tables; returns the JSON figures."""
-    alone = stream_figures([r["alone"] for r in rounds])
-    during = stream_figures([r["during"] for r in rounds])
-    idle = [t for r in rounds for t in r["upload_idle"]]
-    beside = [t for r in rounds for t in r["upload_stream"]]
-    print(f"# bench.serve {time.strftime('%Y-%m-%d %H:%M')}: {args.rounds} rounds, stream phases {args.seconds:g} s, "
-          f"{args.clients} upload clients x {args.requests} calls of {args.photo.name}; weights {weights}")
+def _mean_cores(phases: list[dict]) -> dict[str, float]:
+    return {k: float(np.mean([p["cores"][k] for p in phases])) for k in phases[0]["cores"]}
+
+
+def print_cores(rounds: list[dict]) -> None:
+    """Cores each part kept busy in each phase (mean over the rounds)."""
+    print("| cores busy (of 2) | app server | browser | upload clients |")
+    print("|---|---:|---:|---:|")
+    for name, key in (("stream alone", "alone"), ("stream while uploads run", "during"),
+                      ("uploads, stream stopped", "idle")):
+        cores = _mean_cores([r[key] for r in rounds])
+        print(f"| {name} | {cores['server']:.2f} | {cores['browser']:.2f} | {cores['clients']:.2f} |")
+
+
+def print_stream(alone: dict, during: dict, rounds: list[dict]) -> None:
+    """The stream's rates, latencies and the split of a frame's time, alone and beside uploads."""
     print("| webcam stream | frames shown/s | glass-to-glass p50 ms | p95 ms | longest gap ms | load |")
     print("|---|---:|---:|---:|---:|---|")
     for name, f in (("alone", alone), ("while uploads run", during)):
         print(f"| {name} | {f['fps']:.1f} | {f['g2g_p50']:.0f} | {f['g2g_p95']:.0f} | {f['max_gap_ms']:.0f} | {f['load']} |")
     ratio = during["fps"] / alone["fps"] if alone["fps"] else float("nan")
     print(f"# targets: alone >= {TARGET_FPS:g} frames/s; glass to glass p50 <= {TARGET_G2G_P50_MS:g} ms, p95 <= "
-          f"{TARGET_G2G_P95_MS:g} ms; during uploads >= {TARGET_STREAM_RATIO:g}x alone (now {ratio:.2f}x)")
-    print("| where a shown frame's time goes (stream alone) | median ms |")
-    print("|---|---:|")
+          f"{TARGET_G2G_P95_MS:g} ms; during uploads >= {TARGET_STREAM_RATIO:g}x alone (now {ratio:.2f}x); "
+          f"frames drawn without a readable code: {alone['unread'] + during['unread']}")
+    print("| where a shown frame's time goes, median ms | alone | while uploads run |")
+    print("|---|---:|---:|")
+    beside_split = split([r["during"] for r in rounds])
     for name, ms in split([r["alone"] for r in rounds]).items():
-        print(f"| {name} | {ms:.1f} |")
+        print(f"| {name} | {ms:.1f} | {beside_split[name]:.1f} |")
+
+
+def report(rounds: list[dict], args, weights: str) -> dict:
+    """Print the tables; returns the JSON figures."""
+    alone = stream_figures([r["alone"] for r in rounds])
+    during = stream_figures([r["during"] for r in rounds])
+    idle = [t for r in rounds for t in r["idle"]["result"]]
+    beside = [t for r in rounds for t in r["upload_stream"]]
+    print(f"# bench.serve {time.strftime('%Y-%m-%d %H:%M')}: {args.rounds} rounds, stream phases {args.seconds:g} s, "
+          f"{args.clients} upload clients x {args.requests} calls of {args.photo.name}; weights {weights}")
+    print_stream(alone, during, rounds)
     print("| uploads (/predict) | p50 s | p95 s | load |")
     print("|---|---:|---:|---|")
     print(f"| idle server | {statistics.median(idle):.3f} | {np.percentile(idle, 95):.3f} | "
-          f"{', '.join(r['idle_load'] for r in rounds)} |")
+          f"{', '.join(r['idle']['load'] for r in rounds)} |")
     print(f"| beside the stream | {statistics.median(beside):.3f} | {np.percentile(beside, 95):.3f} | {during['load']} |")
     print(f"# upload p50 beside the stream: {statistics.median(beside) / statistics.median(idle):.2f}x idle "
-          f"(target <= {TARGET_UPLOAD_RATIO:g}x); frames drawn without a readable code: "
-          f"{alone['unread'] + during['unread']}")
+          f"(target <= {TARGET_UPLOAD_RATIO:g}x)")
+    print_cores(rounds)
     return dict(zip(JSON_KEYS, (round(alone["fps"], 2), round(during["fps"], 2), round(alone["g2g_p50"], 1),
                                 round(alone["g2g_p95"], 1), round(statistics.median(idle), 3),
                                 round(statistics.median(beside), 3))))

@@ -78,7 +78,11 @@ async function openSession(s) {
 
 function tick(s, now, meta) {
   if (s.stopped) return;
-  if (video.videoWidth && s.inFlight < Math.min(props.max_in_flight, s.maxInFlight)) capture(s, Math.min(meta.captureTime ?? now, performance.now()));
+  // No frames while the tab is hidden (another tab of the app is open): the session stays open.
+  const shown = canvas.offsetParent !== null;
+  if (shown && video.videoWidth && s.inFlight < Math.min(props.max_in_flight, s.maxInFlight)) {
+    capture(s, Math.min(meta.captureTime ?? now, performance.now()));
+  }
   video.requestVideoFrameCallback((t, m) => tick(s, t, m));
 }
 
