@@ -13,7 +13,7 @@ answer to that very frame; no picture ever comes back. Routes (``live_routes``, 
   ``app.webcam.frame_message`` (``"type": "result"``: the ``/predict`` record, the overlay, the
   server's milliseconds), ``{"type": "dropped", "frame": N}`` when a newer frame of the session
   arrived before this one's turn (latest wins), or ``{"type": "error", "frame": N, "message"}``
-  with status 400, 404, 413 or 429; after an error the session goes on.
+  with status 400, 404, 413, 429 or 503; after an error the session goes on.
 
 Access: every request must come from the app's own page (its ``Origin`` is this server's host),
 and when the app has sign-in (``launch(auth=...)``) from a signed-in user (``stream_user``), the
@@ -41,7 +41,7 @@ from starlette.routing import BaseRoute, Route
 
 from app import webcam
 from app.context import AppContext
-from model.engine import FrameDropped
+from model.engine import EngineError, FrameDropped
 from model.image import ImageError, read_image
 
 LIVE_PATH = "/live"
@@ -119,7 +119,6 @@ class LiveSession:
     turn: asyncio.Lock = field(default_factory=asyncio.Lock)  # one frame at a time, in arrival order
     newest: int = -1      # the highest frame id that arrived
     in_flight: int = 0    # frame requests not yet answered
-    frames: int = 0       # frames answered with a result
     closed: bool = False
 
 
@@ -165,7 +164,6 @@ class LiveStreams:
             live = webcam.track_frame(self.ctx, frame, smoothing, session.state)
         except FrameDropped:
             return {"type": "dropped", "frame": frame_id}
-        session.frames += 1
         return webcam.frame_message(frame_id, live, decode_ms)
 
 
@@ -244,6 +242,8 @@ async def _frame(streams: LiveStreams, request: Request):
         return JSONResponse(await streams.frame(session, frame_id, data, smoothing))
     except ImageError as exc:
         return error(400, str(exc), frame_id)
+    except EngineError as exc:  # the engine's queue is full or it timed out: this frame only
+        return error(503, f"frame {frame_id}: {exc}", frame_id)
     finally:
         session.in_flight -= 1
 

@@ -258,7 +258,8 @@ def split(phases: list[dict]) -> dict[str, float]:
     """Median milliseconds of each part of a shown frame's way from the camera to the canvas."""
     frames = [s for p in phases for s in shown_frames(p["shown"])]
     parts = {"browser: capture to sent (drawImage, JPEG encoding)": lambda s: s["sent"] - s["captured"],
-             "network and waiting (round trip less the server's time)": lambda s: s["answered"] - s["sent"] - s["server"],
+             "network and waiting (round trip less the server's time)":
+                 lambda s: s["answered"] - s["sent"] - s["server"],
              "server: decoding the JPEG": lambda s: s["decode"],
              "server: tracker (and smoothing)": lambda s: s["server"] - s["decode"],
              "browser: answer to drawn": lambda s: s["t"] - s["answered"]}
@@ -284,7 +285,8 @@ def print_stream(alone: dict, during: dict, rounds: list[dict]) -> None:
     print("| webcam stream | frames shown/s | glass-to-glass p50 ms | p95 ms | longest gap ms | load |")
     print("|---|---:|---:|---:|---:|---|")
     for name, f in (("alone", alone), ("while uploads run", during)):
-        print(f"| {name} | {f['fps']:.1f} | {f['g2g_p50']:.0f} | {f['g2g_p95']:.0f} | {f['max_gap_ms']:.0f} | {f['load']} |")
+        print(f"| {name} | {f['fps']:.1f} | {f['g2g_p50']:.0f} | {f['g2g_p95']:.0f} | {f['max_gap_ms']:.0f} "
+              f"| {f['load']} |")
     ratio = during["fps"] / alone["fps"] if alone["fps"] else float("nan")
     print(f"# targets: alone >= {TARGET_FPS:g} frames/s; glass to glass p50 <= {TARGET_G2G_P50_MS:g} ms, p95 <= "
           f"{TARGET_G2G_P95_MS:g} ms; during uploads >= {TARGET_STREAM_RATIO:g}x alone (now {ratio:.2f}x); "
@@ -309,7 +311,8 @@ def report(rounds: list[dict], args, weights: str) -> dict:
     print("|---|---:|---:|---|")
     print(f"| idle server | {statistics.median(idle):.3f} | {np.percentile(idle, 95):.3f} | "
           f"{', '.join(r['idle']['load'] for r in rounds)} |")
-    print(f"| beside the stream | {statistics.median(beside):.3f} | {np.percentile(beside, 95):.3f} | {during['load']} |")
+    print(f"| beside the stream | {statistics.median(beside):.3f} | {np.percentile(beside, 95):.3f} "
+          f"| {during['load']} |")
     print(f"# upload p50 beside the stream: {statistics.median(beside) / statistics.median(idle):.2f}x idle "
           f"(target <= {TARGET_UPLOAD_RATIO:g}x)")
     print_cores(rounds)

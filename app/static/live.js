@@ -50,7 +50,12 @@ async function start() {
   stopButton.disabled = false;
   idle.hidden = true;
   readout.textContent = 'Waiting for the first frame…';
-  video.requestVideoFrameCallback((now, meta) => tick(s, now, meta));
+  nextFrame(s);
+}
+
+function nextFrame(s) {            // tick on the camera's next frame (or, without that API, the next paint)
+  if (video.requestVideoFrameCallback) video.requestVideoFrameCallback((now, meta) => tick(s, now, meta));
+  else requestAnimationFrame((now) => tick(s, now, {}));
 }
 
 async function openSession(s) {
@@ -83,7 +88,7 @@ function tick(s, now, meta) {
   if (shown && video.videoWidth && s.inFlight < Math.min(props.max_in_flight, s.maxInFlight)) {
     capture(s, Math.min(meta.captureTime ?? now, performance.now()));
   }
-  video.requestVideoFrameCallback((t, m) => tick(s, t, m));
+  nextFrame(s);
 }
 
 function capture(s, captured) {
@@ -106,7 +111,8 @@ function capture(s, captured) {
 async function send(s, frame, blob) {
   try {
     if (s.stopped) return;
-    element.dispatchEvent(new CustomEvent('live-sent', {bubbles: true, detail: {frame: frame.id, canvas: frame.slot.canvas}}));
+    element.dispatchEvent(new CustomEvent('live-sent',
+                                          {bubbles: true, detail: {frame: frame.id, canvas: frame.slot.canvas}}));
     const path = s.session + '/frame?id=' + frame.id + '&smooth=' + (smooth.checked ? 1 : 0);
     frame.sent = performance.now();
     const response = await fetch(url(path), {method: 'POST', body: blob, signal: s.abort.signal,

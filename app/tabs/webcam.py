@@ -33,7 +33,7 @@ HTML_TEMPLATE = """
   </div>
   <div class="lv-stage">
     <canvas class="lv-canvas" width="640" height="480" aria-label="Camera frames with their landmarks"></canvas>
-    <div class="lv-idle">Press <b>Start camera</b> and allow the camera.</div>
+    <div class="lv-idle"><span>Press <b>Start camera</b> and allow the camera.</span></div>
   </div>
   <div class="lv-readout" id="webcam-readout" role="status">Camera off.</div>
 </div>

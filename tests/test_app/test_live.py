@@ -120,7 +120,8 @@ def test_bad_frames_get_a_clear_error_and_the_session_goes_on(live_server, photo
                                           "for one camera frame (MAX_FRAME_BYTES)")
         bomb = stream.frame(3, png_header(4000, 4000))  # 16 megapixels claimed by a tiny file
         assert bomb.status_code == 400
-        assert bomb.json()["message"].startswith("frame 3: image is 4000x4000 = 16 megapixels, more than the limit of 2")
+        assert bomb.json()["message"].startswith(
+            "frame 3: image is 4000x4000 = 16 megapixels, more than the limit of 2")
         bad_id = stream.frame("x1", jpeg(photo, 100))
         assert bad_id.status_code == 400 and "got 'x1'" in bad_id.json()["message"]
         good = stream.frame(4, jpeg(photo, 100))

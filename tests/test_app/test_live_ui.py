@@ -1,6 +1,6 @@
 """Live video in Debian's chromium against a live ``python -m app``: the Webcam tab's stream (each
-frame drawn with its own points, stop and restart, two tabs at once, uploads beside it) and the
-Video tab.
+frame drawn with its own points, stop and restart, two tabs at once, detector-only without
+weights, uploads beside it) and the Video tab.
 
 The camera is chromium's fake device playing a clip of a real photo sliding by a known step,
 every frame carrying its number as blocks of black and white (``bench.browser``). The page tells
@@ -50,8 +50,8 @@ RECORD_JS = """(read) => {
   root.addEventListener('live-drawn', (e) => {
     const d = e.detail, frame = kept[d.frame].getContext('2d');
     const marked = d.faces.map((f) => (f.landmarks || []).filter(([x, y]) => {
-      const a = view.getImageData(Math.round(x), Math.round(y), 1, 1).data;
-      const b = frame.getImageData(Math.round(x), Math.round(y), 1, 1).data;
+      const a = view.getImageData(Math.floor(x), Math.floor(y), 1, 1).data;
+      const b = frame.getImageData(Math.floor(x), Math.floor(y), 1, 1).data;
       return Math.abs(a[0] - b[0]) + Math.abs(a[1] - b[1]) + Math.abs(a[2] - b[2]) > 60;
     }).length);
     window.__live.drawn.push({frame: d.frame, code: reader(canvas), faces: d.faces, marked: marked});
@@ -135,8 +135,8 @@ def test_each_frame_is_drawn_with_its_own_points(live_app, camera_browser, artif
     drawn = wait_drawn(page, DRAWN)
     assert_own_points(drawn, page.evaluate("() => window.__live.sent"))
     readout = page.locator("#webcam-readout").inner_text()
-    assert re.match(r"\d+\.\d frames/s shown · \d+ ms glass to glass · server \d+ ms · [1-9]\d* faces? · 640x480 · "
-                    r"tracking: .* · smoothed", readout), readout
+    assert re.match(r"\d+\.\d frames/s shown · \d+ ms glass to glass · server \d+ ms · [1-9]\d* faces? · "
+                    r"640x480 · tracking: .* · smoothed", readout), readout
     page.screenshot(path=str(artifacts_dir / "live-webcam-1280x800.png"))
     page.set_viewport_size(PHONE)
     wait_drawn(page, 2)
@@ -181,6 +181,38 @@ def test_two_tabs_stream_at_once_without_mixing_their_faces(live_app, camera_bro
     assert second_y - first_y == pytest.approx(SECOND_TOP - PHOTO_TOP, abs=6)
     first_context.close()
     second_context.close()
+
+
+# Read at every drawing: whether the canvas is white at each of MTCNN's five points (the crosses).
+FIVE_POINTS_JS = """() => {
+  const root = document.querySelector('#webcam-live');
+  const view = root.querySelector('.lv-canvas').getContext('2d');
+  window.__white = [];
+  root.addEventListener('live-drawn', (e) => {
+    window.__white.push(e.detail.faces.map((f) => f.five_points.map(([x, y]) => {
+      const p = view.getImageData(Math.floor(x), Math.floor(y), 1, 1).data;
+      return p[0] > 200 && p[1] > 200 && p[2] > 200;
+    })));
+  });
+}"""
+
+
+def test_without_weights_each_frame_gets_boxes_and_five_points(start_app, camera_browser, tmp_path):
+    server = start_app(["--weights", str(tmp_path / "missing.pth"), "--device", "cpu"])  # detector-only
+    context, page = open_page(camera_browser, server.url)
+    page.get_by_role("tab", name="Webcam").click()
+    page.locator("#webcam-live .lv-start").wait_for(timeout=TIMEOUT_MS)
+    page.evaluate(FIVE_POINTS_JS)
+    start_stream(page)
+    drawn = wait_drawn(page, 3)
+    assert "detector only (no 98-point model)" in page.locator("#webcam-readout").inner_text()
+    faces = [f for d in drawn for f in d["faces"]]
+    assert faces and all(set(f) == {"box", "score", "five_points"} for f in faces)
+    xs, _ = zip(*offsets([d for d in drawn if d["faces"]]))
+    assert max(xs) - min(xs) <= OWN_PX  # each box on its own frame's photo
+    white = page.evaluate("() => window.__white")
+    assert white and all(all(all(face) for face in frame) for frame in white if frame), white
+    context.close()
 
 
 def upload(page, photo: Path) -> str:
