@@ -2,7 +2,8 @@
 free port, and a fake camera whose every frame carries its own number.
 
 The camera is Chromium's fake device playing a YUV4MPEG2 clip (it loops the file). Each frame of
-``camera_clip`` shows a real photo sliding left and right by a known step, and its frame code:
+``camera_clip`` shows a real photo at a known place (by default sliding left and right), and its
+frame code:
 ``CODE_BITS`` blocks across the top-left corner, black for a 1 and white for a 0 (the frame's index,
 most significant bit first), and under them the same blocks inverted. A code read off a page is
 only taken when the two rows disagree everywhere (``read_frame_code``, ``READ_CODE_JS``), so a
@@ -97,22 +98,23 @@ READ_CODE_JS = f"""(canvas) => {{
 }}"""
 
 
-def photo_left(index: int, count: int, step: float) -> int:
-    """Left edge (whole pixels) of the photo in frame ``index`` of a ``count``-frame clip: it slides
-    right by ``step`` pixels per frame for half the clip, then back."""
+def sliding(count: int, step: float) -> list[int]:
+    """Left edges (whole pixels) of the photo in a ``count``-frame clip where it slides right by
+    ``step`` pixels per frame for half the clip, then back."""
     half = count // 2
-    return PHOTO_LEFT + int(round(step * (index if index < half else count - index)))
+    return [PHOTO_LEFT + int(round(step * (t if t < half else count - t))) for t in range(count)]
 
 
-def camera_frames(photo_rgb: np.ndarray, count: int, step: float, top: int = PHOTO_TOP) -> list[np.ndarray]:
-    """``count`` coded CLIP_SIZE RGB frames: the photo (resized to PHOTO_SIDE, its top edge at row
-    ``top``) sliding on grey."""
+def camera_frames(photo_rgb: np.ndarray, lefts: list[int], top: int = PHOTO_TOP) -> list[np.ndarray]:
+    """Coded CLIP_SIZE RGB frames, one per entry of ``lefts``: the photo (resized to PHOTO_SIDE)
+    on grey with its left edge at ``lefts[t]`` and its top edge at row ``top``, frame number ``t``."""
     photo = cv2.resize(photo_rgb, (PHOTO_SIDE, PHOTO_SIDE), interpolation=cv2.INTER_AREA)
     width, height = CLIP_SIZE
     frames = []
-    for t in range(count):
+    for t, x in enumerate(lefts):
+        if not (0 <= x <= width - PHOTO_SIDE and 0 <= top <= height - PHOTO_SIDE):
+            raise ValueError(f"frame {t}: the photo at ({x}, {top}) does not fit in {width}x{height}")
         frame = np.full((height, width, 3), BACKGROUND, np.uint8)
-        x = photo_left(t, count, step)
         frame[top:top + PHOTO_SIDE, x:x + PHOTO_SIDE] = photo
         frames.append(draw_frame_code(frame, t))
     return frames
@@ -128,8 +130,9 @@ def write_y4m(frames: list[np.ndarray], path: Path, fps: int = CLIP_FPS) -> Path
     return Path(path)
 
 
-def camera_clip(photo_rgb: np.ndarray, path: Path, count: int = 3 * CLIP_FPS, step: float = SPEED_PX_S / CLIP_FPS,
-                fps: int = CLIP_FPS, top: int = PHOTO_TOP) -> Path:
-    """``camera_frames`` written to ``path`` as a .y4m clip for ``camera_args`` (default: 3 s at
-    30 frames/s, the photo moving at ``SPEED_PX_S``)."""
-    return write_y4m(camera_frames(photo_rgb, count, step, top), path, fps)
+def camera_clip(photo_rgb: np.ndarray, path: Path, lefts: list[int] | None = None, fps: int = CLIP_FPS,
+                top: int = PHOTO_TOP) -> Path:
+    """``camera_frames`` written to ``path`` as a .y4m clip for ``camera_args``; by default 3 s at
+    30 frames/s of the photo sliding at ``SPEED_PX_S`` (``sliding``)."""
+    lefts = sliding(3 * CLIP_FPS, SPEED_PX_S / CLIP_FPS) if lefts is None else lefts
+    return write_y4m(camera_frames(photo_rgb, lefts, top), path, fps)

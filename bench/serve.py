@@ -95,8 +95,12 @@ def start_server(weights: str, port: int, log_path: Path) -> subprocess.Popen:
     raise RuntimeError(f"the app did not answer within {START_TIMEOUT_S:.0f} s; see {log_path}")
 
 
-def predict_latencies(url: str, clients: int, requests: int, photo: Path = PHOTO) -> list[float]:
-    """Seconds per /predict call, ``requests`` calls from each of ``clients`` threads at once."""
+def predict_latencies(url: str, clients: int, requests: int, photo: Path = PHOTO,
+                      failures: list[str] | None = None) -> list[float]:
+    """Seconds per /predict call, ``requests`` calls from each of ``clients`` threads at once.
+
+    A failed call (a busy server may cut a download) is listed in ``failures`` and its client goes
+    on; without ``failures``, or when no call succeeds, the first error is raised."""
     from gradio_client import Client, handle_file
 
     times: list[float] = []
@@ -104,23 +108,28 @@ def predict_latencies(url: str, clients: int, requests: int, photo: Path = PHOTO
     lock = threading.Lock()
 
     def client_loop() -> None:
-        try:
-            client = Client(url, verbose=False)
-            for _ in range(requests):
-                start = time.perf_counter()
+        client = Client(url, verbose=False)
+        for _ in range(requests):
+            start = time.perf_counter()
+            try:
                 client.predict(handle_file(str(photo)), api_name="/predict")
-                with lock:
-                    times.append(time.perf_counter() - start)
-        except Exception as exc:  # collected and re-raised in the main thread
-            errors.append(exc)
+            except Exception as exc:  # collected; reported or re-raised in the main thread
+                errors.append(exc)
+                if failures is None:
+                    return
+                continue
+            with lock:
+                times.append(time.perf_counter() - start)
 
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    if errors:
+    if errors and (failures is None or not times):
         raise errors[0]
+    if failures is not None:
+        failures.extend(f"{type(e).__name__}: {e}" for e in errors)
     return times
 
 
@@ -190,13 +199,14 @@ def run_round(page, url: str, args, meter: CpuMeter) -> dict:
     alone = stream_phase(page, meter, lambda: page.wait_for_timeout(args.seconds * 1000))
     progress(f"stream beside {args.clients} upload clients x {args.requests} calls")
     beside: list[float] = []
+    failures: list[str] = []
     clients = threading.Thread(target=lambda: beside.extend(
-        predict_latencies(url, args.clients, args.requests, args.photo)))
+        predict_latencies(url, args.clients, args.requests, args.photo, failures)))
     during = stream_phase(page, meter, lambda: _keep_turning(page, clients))
     page.locator("#webcam-live .lv-stop").click()
     progress("uploads with the stream stopped")
-    idle = meter.phase(lambda: predict_latencies(url, args.clients, args.requests, args.photo))
-    return {"alone": alone, "during": during, "upload_stream": beside, "idle": idle}
+    idle = meter.phase(lambda: predict_latencies(url, args.clients, args.requests, args.photo, failures))
+    return {"alone": alone, "during": during, "upload_stream": beside, "idle": idle, "failures": failures}
 
 
 def measure(args, weights: str, tmp: Path) -> list[dict]:
@@ -313,8 +323,10 @@ def report(rounds: list[dict], args, weights: str) -> dict:
           f"{', '.join(r['idle']['load'] for r in rounds)} |")
     print(f"| beside the stream | {statistics.median(beside):.3f} | {np.percentile(beside, 95):.3f} "
           f"| {during['load']} |")
+    failures = [f for r in rounds for f in r["failures"]]
     print(f"# upload p50 beside the stream: {statistics.median(beside) / statistics.median(idle):.2f}x idle "
-          f"(target <= {TARGET_UPLOAD_RATIO:g}x)")
+          f"(target <= {TARGET_UPLOAD_RATIO:g}x); upload calls that failed: {len(failures)}"
+          + (f" (first: {failures[0][:200]})" if failures else ""))
     print_cores(rounds)
     return dict(zip(JSON_KEYS, (round(alone["fps"], 2), round(during["fps"], 2), round(alone["g2g_p50"], 1),
                                 round(alone["g2g_p95"], 1), round(statistics.median(idle), 3),
