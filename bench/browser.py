@@ -21,8 +21,9 @@ import numpy as np
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# The fake camera, allowed without a prompt; ``camera_args`` adds the clip it plays.
-FAKE_CAMERA_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+# The fake camera, and the flag that allows it without a prompt; ``camera_args`` adds the clip it plays.
+FAKE_DEVICE, AUTO_ALLOW = "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"
+FAKE_CAMERA_ARGS = [AUTO_ALLOW, FAKE_DEVICE]
 
 # The frame code: CODE_BITS blocks of CODE_BLOCK (width, height) pixels in two rows from (0, 0).
 CODE_BITS = 12

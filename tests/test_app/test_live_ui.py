@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from bench.browser import PHOTO_TOP, READ_CODE_JS, camera_args, camera_clip, camera_frames, sliding
+from bench.browser import (FAKE_DEVICE, PHOTO_TOP, READ_CODE_JS, camera_args, camera_clip, camera_frames,
+                           sliding)
 from model.image import read_image
 from model.video import write_video
 
@@ -185,6 +186,20 @@ def test_two_tabs_stream_at_once_without_mixing_their_faces(live_app, camera_bro
     assert second_y - first_y == pytest.approx(SECOND_TOP - PHOTO_TOP, abs=6)
     first_context.close()
     second_context.close()
+
+
+def test_a_refused_camera_says_so_and_start_stays_available(live_app, browser_factory):
+    browser = browser_factory([FAKE_DEVICE])  # a camera, but no automatic "allow"
+    context = browser.new_context(viewport=DESKTOP)  # and no camera permission
+    page = context.new_page()
+    page.goto(live_app.url, wait_until="load")
+    page.get_by_role("tab", name="Webcam").click()
+    page.locator("#webcam-live .lv-start").click()
+    expect(page.locator("#webcam-readout")).to_have_text(
+        "The camera was not allowed: allow it in the browser and press Start again.", timeout=TIMEOUT_MS)
+    expect(page.locator("#webcam-live .lv-start")).to_be_enabled()
+    expect(page.locator("#webcam-live .lv-stop")).to_be_disabled()
+    context.close()
 
 
 # Read at every drawing: whether the canvas is white at each of MTCNN's five points (the crosses).
