@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a service manager, `kill`) exits through sys.exit, so the atexit clean-up runs
     # (AppContext.close: the engine stops and the download folder is removed) as on Ctrl+C.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    from app.live import live_routes
+    from app.live import launch_options
     from app.review_store import ReviewStore
     from app.ui import ASSETS, build_demo
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=MAX_FILE_SIZE,
                 allowed_paths=allowed, show_error=True, share=False,
-                app_kwargs={"routes": live_routes(demo.app_context)})  # the Webcam tab's stream
+                **launch_options(demo.app_context))  # the Webcam tab's stream routes
     return 0
 
 

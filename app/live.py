@@ -2,7 +2,7 @@
 
 The Webcam tab's page (``app/static/live.js``) keeps every frame it sends and draws it with the
 answer to that very frame; no picture ever comes back. Routes (``live_routes``, mounted by
-``app.__main__`` through ``launch(app_kwargs={"routes": ...})``):
+``app.__main__`` through ``launch(**launch_options(ctx))``, which puts them in ``app_kwargs``):
 
 - ``POST /live/open``: opens a session. The answer is a stream of JSON lines that stays open as
   long as the session lives: ``{"type": "hello", "session", "mode", "limits", "user"}``, then
@@ -260,3 +260,12 @@ def live_routes(ctx: AppContext, max_streams: int = MAX_STREAMS) -> list[BaseRou
 
     return [Route(f"{LIVE_PATH}/open", open_stream, methods=["POST"]),
             Route(f"{LIVE_PATH}/{{session}}/frame", frame, methods=["POST"])]
+
+
+def launch_options(ctx: AppContext, options: dict | None = None) -> dict:
+    """Keywords for ``demo.launch``: ``options`` (e.g. sign-in's, which may carry ``app_kwargs`` of
+    its own) with the stream's routes added to ``app_kwargs["routes"]``."""
+    options = dict(options or {})
+    app_kwargs = dict(options.get("app_kwargs") or {})
+    app_kwargs["routes"] = [*app_kwargs.get("routes", []), *live_routes(ctx)]
+    return {**options, "app_kwargs": app_kwargs}

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from starlette.requests import Request
 
-from app.live import MAX_FRAME_BYTES, MAX_STREAMS, PING_S, live_routes, stream_user
+from app.context import AppContext
+from app.live import LIVE_PATH, MAX_FRAME_BYTES, MAX_STREAMS, PING_S, launch_options, stream_user
 from tests.helpers import assert_record_schema, free_port, png_header, square_photo
 
 PHOTO_SIDE, PHOTO_TOP = 220, 130
@@ -204,7 +205,7 @@ def signed_in_app(mean_shape_checkpoint):
     demo = build_demo(Predictor(weights=mean_shape_checkpoint, device="cpu"))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                auth=[("alice", "pw")], app_kwargs={"routes": live_routes(demo.app_context)})
+                **launch_options(demo.app_context, {"auth": [("alice", "pw")]}))
     yield demo, f"http://127.0.0.1:{port}/"
     demo.close()
     demo.app_context.close()
@@ -249,3 +250,15 @@ def test_stream_user_reads_gradios_sign_in_cookie(signed_in_app):
         assert stream_user(_request(app, None)) is None
     finally:
         del app.tokens["t0ken"]
+
+
+def test_launch_options_add_the_routes_to_other_options():
+    ctx = AppContext(predictor=None, detector=None)
+    try:
+        middleware, route = object(), object()
+        options = launch_options(ctx, {"auth": "check", "app_kwargs": {"middleware": [middleware], "routes": [route]}})
+    finally:
+        ctx.close()
+    assert options["auth"] == "check" and options["app_kwargs"]["middleware"] == [middleware]
+    routes = options["app_kwargs"]["routes"]
+    assert routes[0] is route and [r.path for r in routes[1:]] == [f"{LIVE_PATH}/open", f"{LIVE_PATH}/{{session}}/frame"]
