@@ -1,7 +1,7 @@
 """The live stream's routes (``app.live``) against a real ``python -m app``, driven over HTTP by
 httpx: the answers are data for the very frame sent; bad frames, foreign pages, a full server and
 vanished clients are handled; eight streams at once each get their answers; with sign-in on
-(an app launched in this process with ``auth=``), only a signed-in user may stream.
+(an app launched in this process with ``auth=`` a password check), only a signed-in user may stream.
 
 The weights are the mean-shape checkpoint (landmarks sit where the crop is): what is checked is
 the route, not the model. Behaviour only; ``python -m bench.serve`` measures rates.
@@ -196,16 +196,21 @@ def test_eight_streams_at_once_each_get_their_answers(live_server, photo):
 
 # ------------------------------------------------------------------ sign-in
 
+async def _check(username: str, password: str) -> bool:
+    return (username, password) == ("alice", "pw")
+
+
 @pytest.fixture(scope="module")
 def signed_in_app(mean_shape_checkpoint):
-    """``build_demo`` launched in this process with ``auth=[("alice", "pw")]`` and the stream mounted."""
+    """``build_demo`` launched in this process with sign-in (a password check, as ``python -m app
+    --auth-file`` passes) and the stream mounted."""
     from app.ui import build_demo
     from model.pipeline import Predictor
 
     demo = build_demo(Predictor(weights=mean_shape_checkpoint, device="cpu"))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_options(demo.app_context, {"auth": [("alice", "pw")]}))
+                **launch_options(demo.app_context, {"auth": _check}))
     yield demo, f"http://127.0.0.1:{port}/"
     demo.close()
     demo.app_context.close()
