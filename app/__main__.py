@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     from app import serving
     from app.review import export_root
+    from app.live import launch_options
     from app.review_store import ReviewStore
     from app.ui import ASSETS, build_demo
 
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         allowed += [str(testset.tree.images), str(export_root(demo.app_context))]
     demo.queue(default_concurrency_limit=serving.GRADIO_CONCURRENCY, max_size=serving.GRADIO_QUEUE_SIZE)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=serving.MAX_FILE_SIZE,
-                allowed_paths=allowed, show_error=True, share=False, **sign_in)
+                allowed_paths=allowed, show_error=True, share=False,
+                **launch_options(demo.app_context, sign_in))  # sign-in and the Webcam tab's stream routes
     return 0
 
 

@@ -18,8 +18,9 @@ saturated.
 
 Gradio's side: its queue holds at most ``GRADIO_QUEUE_SIZE`` events; listeners join concurrency
 groups (``concurrency``): the still-image listeners that detect and run the network share
-``NETWORK``, the webcam, video, WFLW computation and review edits have their own, so an upload never
-waits for them to end; other listeners run ``GRADIO_CONCURRENCY`` at a time.
+``NETWORK``, video, WFLW computation and review edits have their own, so an upload never waits for
+them to end; other listeners run ``GRADIO_CONCURRENCY`` at a time. The webcam's frames go to the
+live route (``app.live``), within the ``LIVE_*`` limits.
 """
 from __future__ import annotations
 
@@ -45,6 +46,16 @@ GRADIO_CONCURRENCY = 4
 # Uploads larger than this are refused by the server before any callback runs.
 MAX_FILE_SIZE = "25mb"
 
+# The Webcam tab's live stream (``app.live``; its frames do not go through Gradio's queue):
+# sessions streaming at once (one more is refused, 503, until one ends);
+LIVE_MAX_STREAMS = 8
+# frames a page may have sent and not yet had answered: one at the server, one on its way, so the
+# server never waits for the network between two frames (a request beyond this is refused, 429);
+LIVE_MAX_IN_FLIGHT = 2
+# one frame's size: a camera frame as JPEG is 20-60 kB at 640x480, anything near these is not one.
+LIVE_MAX_FRAME_BYTES = 2_000_000
+LIVE_MAX_FRAME_PIXELS = 1920 * 1080
+
 
 class Group(NamedTuple):
     """A Gradio concurrency group: its listeners run at most ``limit`` events at once, together."""
@@ -54,7 +65,6 @@ class Group(NamedTuple):
 
 
 NETWORK = Group("network", 1)          # uploads and /predict: detector + network on a still image
-WEBCAM = Group("webcam", 4)            # live streams (each session's frames are latest-wins anyway)
 VIDEO = Group("video", 1)              # video jobs
 WFLW_COMPUTE = Group("wflw-compute", 1)  # the WFLW browser's "Compute predictions"
 REVIEW_EDITS = Group("review-edits", 1)  # verdicts and point fixes: one write at a time

@@ -6,7 +6,9 @@ components, wires its own events and returns only the handles a later tab needs.
 ``app.upload``, ``app.webcam``, ``app.video``, ``app.browser`` (with ``app.compare`` and
 ``app.stored_predictions``) and ``app.review``; each takes the context as first argument, bound with
 ``app.tabs.bind``. Every network forward goes through the one inference engine (``app.context``);
-the listeners' concurrency groups and every serving limit are ``app.serving``'s.
+the listeners' concurrency groups and every serving limit are ``app.serving``'s. The webcam's
+frames do not go through Gradio's queue: its page talks to the live route (``app.live``, mounted at
+launch).
 """
 from __future__ import annotations
 

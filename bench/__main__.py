@@ -138,17 +138,17 @@ def _predictor(model: LandmarkRegressor, variant: str, flip: bool, calibration: 
 
 
 def webcam_path(predictor: Predictor, redetect_every: int, keyframe_every: int) -> tuple[Callable, AppContext]:
-    """What the Webcam tab runs per frame, and the app context it runs in: ``app.webcam.process_frame``
-    with smoothing on (the app's inference engine, the session's tracker, smoother and drawing).
-    ``predictor``'s runner runs inside the engine. Close the context when done (it stops the engine)."""
+    """What the Webcam tab's server runs per frame, and the app context it runs in:
+    ``app.webcam.track_frame`` with smoothing on (the app's inference engine, the session's tracker
+    and smoother) and ``frame_message`` (the answer's data; the browser draws). ``predictor``'s
+    runner runs inside the engine. Close the context when done (it stops the engine)."""
     ctx = AppContext(predictor=predictor, detector=predictor.detector)
     state = webcam.new_session()
     state["tracker"] = FaceTracker(ctx.stream_predictor(state["slot"]), redetect_every=redetect_every,
                                    keyframe_every=keyframe_every)
 
-    def step(frame: np.ndarray) -> np.ndarray:
-        out, _, _ = webcam.process_frame(ctx, frame, True, state)
-        return out
+    def step(frame: np.ndarray) -> dict:
+        return webcam.frame_message(0, webcam.track_frame(ctx, frame, True, state))
 
     return step, ctx
 

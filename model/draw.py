@@ -170,6 +170,19 @@ def _radius(face_size: float) -> float:
     return float(np.clip(face_size / 90.0, 1.0, 6.0))
 
 
+def landmark_radius(landmarks, image_shape) -> float:
+    """Dot radius in pixels of one face's (98, 2) points on an image of ``image_shape``: what
+    ``draw_landmarks`` draws, for overlays drawn elsewhere (the webcam's canvas)."""
+    return _radius(_size(landmarks, image_shape))
+
+
+def five_point_size(points, image_shape, scale: DrawScale | None = None) -> int:
+    """Cross length in pixels of one face's (5, 2) MTCNN points: ``MARKER_SCREEN_PX`` on screen, at
+    most a third of the points' extent (crosses of a small face do not merge)."""
+    scale = scale or drawing_scale(image_shape)
+    return max(5, int(round(min(scale.marker, _size(points, image_shape) / 3))))
+
+
 SUBPIXEL_BITS = 4  # cv2 drawing with ``shift``: centres and radii in 1/16 px, so sizes change smoothly
 
 
@@ -426,14 +439,13 @@ def draw_detections(image: np.ndarray, detections, numbers: Sequence[int] | None
 
 def draw_five_points(image: np.ndarray, points, scale: DrawScale | None = None) -> np.ndarray:
     """MTCNN's five points (F, 5, 2) as white crosses outlined in black: what is shown when no
-    98-point model is loaded. Cross length is ``MARKER_SCREEN_PX`` on screen, at most a third of
-    the face's five-point extent (crosses of a small face do not merge)."""
+    98-point model is loaded; cross length ``five_point_size``."""
     out = np.array(image, dtype=np.uint8, copy=True)
     scale = scale or drawing_scale(out.shape)
     for face_points in np.asarray(points, dtype=np.float64).reshape(-1, 5, 2):
         if not np.all(np.isfinite(face_points)):
             continue
-        size = max(5, int(round(min(scale.marker, _size(face_points, out.shape) / 3))))
+        size = five_point_size(face_points, out.shape, scale)
         border = max(1, scale.marker_line // 2)  # the black outline around each white stroke and its ends
         for colour, grow in ((OUTLINE_COLOR, border), (MTCNN_COLOR, 0)):
             for p in face_points:

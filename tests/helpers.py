@@ -5,7 +5,6 @@ Test modules import from here, never from one another or from a conftest.
 from __future__ import annotations
 
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -18,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# Debian's chromium, its flags and free_port have one home, shared with the benchmarks.
+from bench.browser import CHROMIUM as CHROMIUM, CHROMIUM_ARGS as CHROMIUM_ARGS
 from bench.common import REPO
+from bench.common import constant_regressor as constant_regressor  # re-exported: the stand-in model
+from bench.common import free_port as free_port
 from bench.common import SHARED_DATA as SHARED_DATA  # re-exported: the tests' path to ../shared/data
 from model.layout import EYE_CORNERS, NUM_LANDMARKS
 
 ARTIFACTS = REPO / "test-artifacts"
 
-# Debian's chromium, driven by Playwright (never `playwright install`), with nothing phoning home.
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # A cold `python -m app` imports torch and gradio and builds MTCNN: about 20 s on 2 busy cores.
 SERVER_START_TIMEOUT = 180.0
 
@@ -36,26 +35,6 @@ RECORD_KEYS = {"image", "width", "height", "faces"}
 OPTIONAL_RECORD_KEYS = {"warning"}
 FACE_KEYS = {"box", "score", "landmarks"}
 OPTIONAL_FACE_KEYS = {"nme", "flip_error", "face_id"}
-
-
-def constant_regressor(shape01) -> "LandmarkRegressor":  # noqa: F821
-    """A LandmarkRegressor that ignores its input: fc.weight = 0, fc.bias = ``shape01``.
-
-    Args:
-        shape01: (98, 2) crop coordinates / crop side, what every crop gets back.
-
-    Returns:
-        The regressor in eval mode; its (unused) trunk is seeded without touching the global RNG.
-    """
-    from model.network import LandmarkRegressor
-
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = LandmarkRegressor()
-    with torch.no_grad():
-        model.fc.weight.zero_()
-        model.fc.bias.copy_(torch.as_tensor(np.asarray(shape01), dtype=torch.float32).reshape(-1))
-    return model.eval()
 
 
 def save_constant_checkpoint(path: Path, shape01) -> Path:
@@ -166,13 +145,6 @@ def refuse_skips(session) -> None:
         reporter.ensure_newline()
         reporter.write_line(f"{len(skipped)} skipped ({names}): the suite never skips; a missing "
                             "tool or file must fail the test with a message", red=True)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class AppServer:
