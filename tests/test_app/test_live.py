@@ -119,7 +119,7 @@ def test_bad_frames_get_a_clear_error_and_the_session_goes_on(live_server, photo
         huge = stream.frame(2, bytes(5_000_000))
         assert huge.status_code == 413
         assert huge.json()["message"] == (f"frame 2 is 5000000 bytes, over the limit of {MAX_FRAME_BYTES} bytes "
-                                          "for one camera frame (MAX_FRAME_BYTES)")
+                                          "for one camera frame (LIVE_MAX_FRAME_BYTES)")
         bomb = stream.frame(3, png_header(4000, 4000))  # 16 megapixels claimed by a tiny file
         assert bomb.status_code == 400
         assert bomb.json()["message"].startswith(
