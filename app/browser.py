@@ -1,6 +1,7 @@
-"""WFLW browser tab callbacks: the overview (status, a note on the metrics' split and what each panel
-needs, summary table, CED curve, per-landmark error), the worst-first gallery, the faces worst at one
-landmark, and a face opened large.
+"""WFLW browser tab callbacks (``app.tabs.browser`` lays the tab out; ``app.compare`` and
+``app.stored_predictions`` hold its comparison and computed predictions): the overview (status, a
+note on the metrics' split and what each panel needs, summary table, CED curve, per-landmark error),
+the worst-first gallery, the faces worst at one landmark, and a face opened large.
 
 All numbers come from ``training.metrics`` on the ``app.wflw_data.WFLWTestSet`` of the context;
 faces are drawn by ``app.wflw_faces``; predictions computed in the app and their provenance are

@@ -1,4 +1,5 @@
-"""Upload tab callbacks: landmarks for uploaded images, ground truth comparison, downloads.
+"""Upload tab callbacks (``app.tabs.upload`` lays the tab out): landmarks for uploaded images,
+ground truth comparison, downloads.
 
 ``predict`` is the ``/predict`` API endpoint and the only callback here that decodes the image and
 runs the detector and the network (in the shared ``NETWORK`` concurrency group): an image file in,

@@ -1,4 +1,5 @@
-"""Video tab callback: an uploaded video -> annotated mp4, landmarks CSV, a plot over time.
+"""Video tab callback (``app.tabs.video`` lays the tab out; the work is ``model.video``): an
+uploaded video -> annotated mp4, landmarks CSV, a plot over time.
 
 The work is ``model.video.annotate_video`` with the app's predictor without flip test (its forwards
 go through the shared inference engine); this module turns the upload into that call, reports

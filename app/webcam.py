@@ -1,4 +1,5 @@
-"""Webcam tab callbacks: what happens to one camera frame of a browser session, and what goes back.
+"""Webcam tab callbacks (``app.tabs.webcam`` lays the tab out, ``app.live`` serves the stream): what
+happens to one camera frame of a browser session, and what goes back.
 
 The tab's page (``app/static/live.js``) sends each camera frame to the stream route (``app.live``),
 keeps it, and draws it with the answer to that very frame; this module computes the answer:

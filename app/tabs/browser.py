@@ -1,5 +1,6 @@
-"""The WFLW browser tab: overview, worst-first gallery, one face large, the faces worst at one
-landmark, predictions computed in the app, and the comparison of two prediction files.
+"""The WFLW browser tab (callbacks in ``app.browser``, ``app.compare``, ``app.stored_predictions``):
+overview, worst-first gallery, one face large, the faces worst at one landmark, predictions computed
+in the app, and the comparison of two prediction files.
 
 Returns the handles the Review tab needs: the gallery's filtered order, and the two click events
 (gallery, landmark table) that open a face, for Review to chain its own opening onto."""

@@ -1,5 +1,6 @@
-"""The Upload tab: one image in, faces and landmarks out (``/predict``), then ``/describe`` formats
-what it found; ground truth, labels and order redraw without the network; several images at once."""
+"""The Upload tab (callbacks in ``app.upload``): one image in, faces and landmarks out
+(``/predict``), then ``/describe`` formats what it found; ground truth, labels and order redraw
+without the network; several images at once."""
 from __future__ import annotations
 
 import gradio as gr

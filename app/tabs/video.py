@@ -1,5 +1,6 @@
-"""The Video tab: a video in, the annotated mp4, a CSV of the points and a plot over time out; the
-job stops when its page goes (``demo.unload``) and clears the old result when it starts."""
+"""The Video tab (callbacks in ``app.video``): a video in, the annotated mp4, a CSV of the points
+and a plot over time out; the job stops when its page goes (``demo.unload``) and clears the old
+result when it starts."""
 from __future__ import annotations
 
 import gradio as gr

@@ -1,6 +1,7 @@
-"""The Webcam tab: a canvas where the page (``app/static/live.js``) draws each camera frame with its
-own landmarks. The frames go to the stream route (``app.live``), the points come back as data
-(``app.webcam.frame_message``); colours and regions come from ``app.webcam.overlay_style``."""
+"""The Webcam tab (callbacks in ``app.webcam``, the stream in ``app.live``): a canvas where the page
+(``app/static/live.js``) draws each camera frame with its own landmarks. The frames go to the stream
+route (``app.live``), the points come back as data (``app.webcam.frame_message``); colours and
+regions come from ``app.webcam.overlay_style``."""
 from __future__ import annotations
 
 from pathlib import Path
