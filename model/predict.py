@@ -1,4 +1,4 @@
-"""Command line: 98-point landmarks for image files.
+"""Command line: 98-point landmarks for image files (the work is ``model.pipeline.Predictor``).
 
     python -m model.predict IMAGE_OR_FOLDER... [--json OUT] [--out-image OUT] [--labels]
                             [--scheme 98|68] [--weights W] [--device auto|cpu|cuda|cuda:N] [--no-flip] [--max-faces N]

@@ -1,4 +1,5 @@
-"""Landmarks on a video file: an annotated H.264 mp4, a CSV of the points, optionally JSON.
+"""Landmarks on a video file: an annotated H.264 mp4, a CSV of the points, optionally JSON (the
+command line ``python -m model.video`` and the Video tab's work, ``app.video``).
 
     python -m model.video IN... --out annotated.mp4 --csv landmarks.csv [--json landmarks.json]
                           [--weights W] [--device auto|cpu|cuda|cuda:N] [--max-faces N] [--no-smooth]
@@ -260,11 +261,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _annotate_one(video: Path, predictor: Predictor, outputs: BatchOutputs, args: argparse.Namespace) -> None:
-    """Annotate one input video with a progress bar and print its summary; ``VideoError`` when unreadable."""
+def _annotate_one(video: Path, info: VideoInfo, predictor: Predictor, outputs: BatchOutputs,
+                  args: argparse.Namespace) -> None:
+    """Annotate one probed input video with a progress bar and print its summary."""
     from tqdm import tqdm
 
-    info = probe(video)
     out = outputs.path(args.out, video, ".mp4")
     csv_path = outputs.path(args.csv, video, ".csv")
     json_path = outputs.path(args.json_out, video, ".json")
@@ -281,18 +282,20 @@ def _annotate_one(video: Path, predictor: Predictor, outputs: BatchOutputs, args
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        predictor = Predictor(weights=args.weights, device=args.device, flip_test=False,
-                              max_faces=args.max_faces, backend=args.backend)
-    except (OSError, ValueError) as exc:  # missing/unreadable weights, offline, absent GPU, bad option
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     several = len(args.videos) > 1 or args.out.is_dir()
     outputs = BatchOutputs(args.videos, several=several)
-    failed = 0
+    predictor, failed = None, 0
     for video in args.videos:
         try:
-            _annotate_one(video, predictor, outputs, args)
+            info = probe(video)  # before the weights load: a file that is no video is named first
+            if predictor is None:
+                try:
+                    predictor = Predictor(weights=args.weights, device=args.device, flip_test=False,
+                                          max_faces=args.max_faces, backend=args.backend)
+                except (OSError, ValueError) as exc:  # missing/unreadable weights, offline, absent GPU
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
+            _annotate_one(video, info, predictor, outputs, args)
         except (VideoError, OSError, ValueError) as exc:  # VideoError is a ValueError; a clash of outputs too
             print(f"error: {exc}", file=sys.stderr)
             failed += 1

@@ -135,6 +135,16 @@ def test_bad_files_give_a_clear_error_and_exit_1(make, message, clip, mean_shape
             pass
 
 
+def test_a_file_that_is_no_video_is_named_before_any_weights_load(tmp_path, capsys):
+    """Offline with no weights, a text file named like a video is reported as what it is: each input
+    is probed before the weights are loaded, and they load only for a first real video."""
+    notes = _not_a_video(tmp_path, None)
+    status = main([str(notes), "--out", str(tmp_path / "out.mp4"), "--weights", str(tmp_path / "none.pth")])
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert f"error: {notes}: not a readable video" in err and "weights" not in err
+
+
 def test_several_videos_go_on_past_a_bad_one_and_never_share_an_output(clip, mean_shape_weights, tmp_path,
                                                                        capsys, monkeypatch):
     """Two clips of the same name in two folders, and a text file between them: both clips get their
