@@ -244,7 +244,7 @@ def upload(page, photo: Path) -> str:
     page.locator("#upload-image").get_by_text(photo.stem).first.wait_for(timeout=TIMEOUT_MS)
     expect(summary).to_have_text("", timeout=TIMEOUT_MS)
     page.click("#upload-run")
-    expect(summary).to_contain_text("face(s)", timeout=TIMEOUT_MS)
+    expect(summary).to_contain_text(re.compile(r"\d+ faces? in "), timeout=TIMEOUT_MS)
     return summary.inner_text()
 
 

@@ -20,7 +20,9 @@ def test_a_bench_webcam_step_goes_through_the_engine(detector):
     try:
         assert len(engine_threads()) == before + 1
         shown = [step(frame) for frame in frames]
-        assert all(out.shape == frames[0].shape for out in shown)
+        # each step answers as the live route does: the frame's size and one tracked face with its points
+        assert all((out["width"], out["height"]) == (frames[0].shape[1], frames[0].shape[0]) for out in shown)
+        assert all(len(out["faces"]) == 1 and len(out["faces"][0]["landmarks"]) == 98 for out in shown)
         assert ctx.engine.forwards >= 3  # keyframes on frames 0, 2, 4 at least
         assert len(recorder.calls) == ctx.engine.forwards  # every network call came from the engine's worker
         assert set(ctx.engine.leaders) == {"live"}
