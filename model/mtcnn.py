@@ -1,0 +1,354 @@
+"""MTCNN's three stages (P-, R- and O-net) as a few batched tensor operations per stage.
+
+The algorithm and the numbers are facenet-pytorch's ``detect_face`` (its networks and the weights
+in its wheel): an image pyramid searched by the fully convolutional P-net, candidate boxes
+regressed, squared and clipped, re-scored on 24 x 24 crops by R-net and on 48 x 48 crops by O-net,
+with the same thresholds and non-maximum suppressions. What differs is how the work is laid out:
+
+- every area resample (each pyramid level and every R-/O-net crop) is read off one integral image
+  of the photo, all outputs of a level or a stage at once. Each output pixel is the mean of its
+  source bin, the bins of ``F.interpolate(mode="area")`` (adaptive average pooling), and the mean
+  is formed as that operator does (a float32 sum divided by the bin height, then by its width), so
+  the resampled pixels are bit for bit facenet's;
+- the crops of a stage go through their network in a few large batches, never box by box;
+- the final "Min" suppression is resolved in rounds over a pairwise overlap matrix.
+
+Everything stays on the images' device; nothing loops over boxes in Python.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torchvision.ops import batched_nms
+
+# P-net's window and stride: MTCNN cannot search for faces smaller than the window, in pixels of
+# a pyramid level, and its score map has one cell per stride pixels.
+PNET_WINDOW = 12
+PNET_STRIDE = 2
+# Each pyramid level is this much smaller than the one before (MTCNN's published factor).
+PYRAMID_FACTOR = 0.709
+# R-net and O-net input sides, pixels.
+RNET_SIZE, ONET_SIZE = 24, 48
+# All three nets see pixels as (value - 127.5) / 128.
+PIXEL_CENTER, PIXEL_SCALE = 127.5, 0.0078125
+# Suppression overlaps: IoU within a pyramid level, IoU after P-net and after R-net, and the
+# overlap over the smaller box ("Min") after O-net.
+LEVEL_NMS_IOU, STAGE_NMS_IOU, FINAL_NMS_MIN = 0.5, 0.7, 0.7
+# Crops go through R-net and O-net in batches of at most this many (bounds the activations' memory).
+STAGE_BATCH = 512
+
+Net = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+
+
+@dataclass
+class Candidates:
+    """Boxes of one stage across a batch of images.
+
+    boxes: (K, 4) float32 x1, y1, x2, y2; scores: (K,) float32; image: (K,) int64 index in the batch.
+    """
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    image: torch.Tensor
+
+    def take(self, index: torch.Tensor) -> Candidates:
+        return Candidates(self.boxes[index], self.scores[index], self.image[index])
+
+    @staticmethod
+    def cat(parts: list[Candidates]) -> Candidates:
+        return Candidates(torch.cat([p.boxes for p in parts]), torch.cat([p.scores for p in parts]),
+                          torch.cat([p.image for p in parts]))
+
+
+def no_candidates(device: torch.device) -> Candidates:
+    """An empty ``Candidates`` on ``device``."""
+    return Candidates(torch.zeros((0, 4), device=device), torch.zeros((0,), device=device),
+                      torch.zeros((0,), dtype=torch.int64, device=device))
+
+
+def pyramid_scales(height: int, width: int, min_face_size: float, factor: float = PYRAMID_FACTOR) -> list[float]:
+    """Scale of each pyramid level: the first maps ``min_face_size`` onto P-net's window, each next
+    one is ``factor`` smaller, down to a short side of one window (floats computed as facenet does)."""
+    first = PNET_WINDOW / min_face_size
+    short = min(height, width) * first
+    scales, scale = [], first
+    while short >= PNET_WINDOW:
+        scales.append(scale)
+        scale, short = scale * factor, short * factor
+    return scales
+
+
+def integral_image(images: torch.Tensor) -> torch.Tensor:
+    """(B, H + 1, W + 1, 3) int32 running sums of (B, H, W, 3) uint8 images, zero first row and column.
+
+    Past 2^31 (images over 8.4 megapixels) the sums wrap around modulo 2^32; every rectangle sum
+    taken from them covers one resampling bin, far below 2^31, so the wrapped differences are exact.
+    On CPU OpenCV computes it (several times faster than two cumulative sums).
+    """
+    if images.device.type == "cpu":
+        sums = [torch.from_numpy(cv2.integral(image.numpy(), sdepth=cv2.CV_32S)) for image in images]
+        return torch.stack(sums) if len(sums) > 1 else sums[0][None]
+    return integral_image_torch(images)
+
+
+def integral_image_torch(images: torch.Tensor) -> torch.Tensor:
+    """``integral_image`` by two cumulative sums, on any device."""
+    sums = torch.zeros((images.shape[0], images.shape[1] + 1, images.shape[2] + 1, images.shape[3]),
+                       dtype=torch.int32, device=images.device)
+    sums[:, 1:, 1:] = images.to(torch.int32).cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32)
+    return sums
+
+
+def area_bins(start: torch.Tensor, length: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source bins of an area resample of ``length`` pixels from ``start`` to ``size`` pixels.
+
+    start, length: (N,) int64. Returns first and end (exclusive) source pixel of each output pixel,
+    each (N, size): ``start + floor(i * length / size)`` and ``start + ceil((i + 1) * length / size)``,
+    the bins of adaptive average pooling (which ``F.interpolate(mode="area")`` is).
+    """
+    i = torch.arange(size, device=start.device)
+    length = length[:, None]
+    return start[:, None] + i * length // size, start[:, None] + ((i + 1) * length + size - 1) // size
+
+
+def area_resample(integral: torch.Tensor, image: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor],
+                  cols: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Means over rectangular bins, read off ``integral_image``: (N, 3, h, w) float32.
+
+    Args:
+        integral: (B, H + 1, W + 1, 3) int32 from ``integral_image``.
+        image: (N,) int64 index of each output's image in the batch.
+        rows: first and end row of each output row's bin, each (N, h) int64.
+        cols: first and end column of each output column's bin, each (N, w) int64.
+    """
+    _, height, width, channels = integral.shape
+    flat = integral.reshape(-1, channels)
+    base = image[:, None, None] * (height * width)
+    (r0, r1), (c0, c1) = rows, cols
+
+    def corner(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        index = base + r[:, :, None] * width + c[:, None, :]
+        return flat.index_select(0, index.reshape(-1)).view(*index.shape, channels)
+
+    total = corner(r1, c1) - corner(r0, c1) - corner(r1, c0) + corner(r0, c0)
+    # As adaptive average pooling divides: a float32 sum, by the bin height, then by its width.
+    mean = total.float() / (r1 - r0).float()[:, :, None, None] / (c1 - c0).float()[:, None, :, None]
+    return mean.permute(0, 3, 1, 2)
+
+
+def pyramid_level(integral: torch.Tensor, scale: float) -> torch.Tensor:
+    """One pyramid level of every image, (B, 3, h, w) float32, as facenet sizes it: ``int(side * scale + 1)``."""
+    batch, height, width = integral.shape[0], integral.shape[1] - 1, integral.shape[2] - 1
+    device = integral.device
+    images = torch.arange(batch, device=device)
+    zero = torch.zeros(batch, dtype=torch.int64, device=device)
+    full = torch.full((batch,), 1, dtype=torch.int64, device=device)
+    rows = area_bins(zero, full * height, int(height * scale + 1))
+    cols = area_bins(zero, full * width, int(width * scale + 1))
+    return area_resample(integral, images, rows, cols)
+
+
+def normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 255] as MTCNN's nets see them: (value - 127.5) / 128."""
+    return (pixels - PIXEL_CENTER) * PIXEL_SCALE
+
+
+def level_candidates(offsets: torch.Tensor, probs: torch.Tensor, scale: float, threshold: float) -> tuple[
+        Candidates, torch.Tensor]:
+    """P-net's windows at or above ``threshold`` on one pyramid level, in image pixels.
+
+    Args:
+        offsets: (B, 4, h, w) box regression; probs: (B, h, w) face probability.
+        scale: the level's scale.
+
+    Returns:
+        the windows (boxes on the integer grid MTCNN uses) and their (K, 4) regression offsets.
+    """
+    image, y, x = (probs >= threshold).nonzero(as_tuple=True)
+    corner = torch.stack([x, y], 1).to(offsets.dtype)
+    top_left = ((PNET_STRIDE * corner + 1) / scale).floor()
+    bottom_right = ((PNET_STRIDE * corner + PNET_WINDOW) / scale).floor()
+    boxes = torch.cat([top_left, bottom_right], 1)
+    return Candidates(boxes, probs[image, y, x], image), offsets.permute(0, 2, 3, 1)[image, y, x]
+
+
+def regress(boxes: torch.Tensor, offsets: torch.Tensor, inclusive: bool) -> torch.Tensor:
+    """Boxes moved by regression offsets, in units of their width and height.
+
+    ``inclusive``: sides counted as x2 - x1 + 1 (after R-net and O-net) rather than x2 - x1
+    (after P-net), as MTCNN does.
+    """
+    extra = 1 if inclusive else 0
+    size = (boxes[:, 2:] - boxes[:, :2] + extra).repeat(1, 2)
+    return boxes + offsets * size
+
+
+def square(boxes: torch.Tensor) -> torch.Tensor:
+    """Boxes grown to squares on their longer side, about the same centre."""
+    size = boxes[:, 2:] - boxes[:, :2]
+    side = size.max(1, keepdim=True).values
+    top_left = boxes[:, :2] + size * 0.5 - side * 0.5
+    return torch.cat([top_left, top_left + side], 1)
+
+
+def crop_bounds(boxes: torch.Tensor, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel rectangle each box crops: (N, 4) int64 x0, y0, x1, y1 (end exclusive), and (N,) bool
+    whether it holds any pixel. Coordinates are truncated towards zero and clipped to the image,
+    as MTCNN does (it does not pad crops that run off the image)."""
+    b = boxes.trunc().int().long()
+    x0, y0 = b[:, 0].clamp(min=1) - 1, b[:, 1].clamp(min=1) - 1
+    x1, y1 = b[:, 2].clamp(max=width), b[:, 3].clamp(max=height)
+    return torch.stack([x0, y0, x1, y1], 1), (x1 > x0) & (y1 > y0)
+
+
+def crop_stage(integral: torch.Tensor, found: Candidates, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Area-resampled (N, 3, size, size) float32 crops of the candidates' boxes (as MTCNN cuts
+    them, see ``crop_bounds``), and the (N,) bool mask of boxes that hold a pixel (others are dropped)."""
+    bounds, valid = crop_bounds(found.boxes, integral.shape[2] - 1, integral.shape[1] - 1)
+    bounds = bounds[valid]
+    rows = area_bins(bounds[:, 1], bounds[:, 3] - bounds[:, 1], size)
+    cols = area_bins(bounds[:, 0], bounds[:, 2] - bounds[:, 0], size)
+    return area_resample(integral, found.image[valid], rows, cols), valid
+
+
+def run_batched(net: Net, crops: torch.Tensor, batch: int = STAGE_BATCH) -> tuple[torch.Tensor, ...]:
+    """``net`` on normalised crops in batches of at most ``batch``, outputs concatenated."""
+    outputs = [net(normalize(crops[i:i + batch])) for i in range(0, len(crops), batch)]
+    return tuple(torch.cat(parts) for parts in zip(*outputs))
+
+
+def propose(integral: torch.Tensor, pnet: Net, min_face_size: float, threshold: float) -> Candidates:
+    """Stage 1: P-net on every pyramid level, suppression within each level (IoU 0.5) and then
+    across levels (IoU 0.7), boxes regressed and squared."""
+    height, width = integral.shape[1] - 1, integral.shape[2] - 1
+    found, offsets = [no_candidates(integral.device)], [torch.zeros((0, 4), device=integral.device)]
+    for scale in pyramid_scales(height, width, min_face_size):
+        reg, probs = pnet(normalize(pyramid_level(integral, scale)))
+        level, moves = level_candidates(reg, probs[:, 1], scale, threshold)
+        keep = batched_nms(level.boxes, level.scores, level.image, LEVEL_NMS_IOU)
+        found.append(level.take(keep))
+        offsets.append(moves[keep])
+    found, offsets = Candidates.cat(found), torch.cat(offsets)
+    keep = batched_nms(found.boxes, found.scores, found.image, STAGE_NMS_IOU)
+    found = found.take(keep)
+    return Candidates(square(regress(found.boxes, offsets[keep], inclusive=False)), found.scores, found.image)
+
+
+def refine(integral: torch.Tensor, rnet: Net, found: Candidates, threshold: float) -> Candidates:
+    """Stage 2: R-net on 24 x 24 crops; boxes above ``threshold`` kept, suppressed (IoU 0.7),
+    regressed and squared."""
+    crops, valid = crop_stage(integral, found, RNET_SIZE)
+    if len(crops) == 0:
+        return no_candidates(crops.device)
+    offsets, probs = run_batched(rnet, crops)
+    scores = probs[:, 1]
+    passed = scores > threshold
+    found = Candidates(found.boxes[valid][passed], scores[passed], found.image[valid][passed])
+    offsets = offsets[passed]
+    keep = batched_nms(found.boxes, found.scores, found.image, STAGE_NMS_IOU)
+    found = found.take(keep)
+    return Candidates(square(regress(found.boxes, offsets[keep], inclusive=True)), found.scores, found.image)
+
+
+def output(integral: torch.Tensor, onet: Net, found: Candidates, threshold: float) -> tuple[Candidates, torch.Tensor]:
+    """Stage 3: O-net on 48 x 48 crops; faces above ``threshold`` with their five points
+    (F, 5, 2) in image pixels, boxes regressed, then suppressed by overlap over the smaller box (0.7)."""
+    crops, valid = crop_stage(integral, found, ONET_SIZE)
+    if len(crops) == 0:
+        return no_candidates(crops.device), torch.zeros((0, 5, 2), device=crops.device)
+    offsets, marks, probs = run_batched(onet, crops)
+    scores = probs[:, 1]
+    passed = scores > threshold
+    found = Candidates(found.boxes[valid][passed], scores[passed], found.image[valid][passed])
+    offsets, marks = offsets[passed], marks[passed]
+    size = found.boxes[:, 2:] - found.boxes[:, :2] + 1
+    # MTCNN's points are fractions of the box, measured from the pixel before its corner.
+    points = torch.stack([size[:, None, 0] * marks[:, :5] + found.boxes[:, None, 0] - 1,
+                          size[:, None, 1] * marks[:, 5:] + found.boxes[:, None, 1] - 1], 2)
+    found = Candidates(regress(found.boxes, offsets, inclusive=True), found.scores, found.image)
+    keep = nms_min(found.boxes, found.scores, found.image, FINAL_NMS_MIN)
+    return found.take(keep), points[keep]
+
+
+def min_overlap(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, N) intersection over the smaller box's area, sides counted inclusively (x2 - x1 + 1)."""
+    area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+    low = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    high = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    sides = (high - low + 1).clamp(min=0.0)
+    return sides[..., 0] * sides[..., 1] / torch.minimum(area[:, None], area[None, :])
+
+
+def nms_min(boxes: torch.Tensor, scores: torch.Tensor, image: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Greedy suppression by overlap over the smaller box, per image: indices kept, best first.
+
+    Greedy NMS keeps a box when no better box that overlaps it more than ``threshold`` is kept.
+    Each round decides every box whose better overlapping boxes are all decided (and every box a
+    kept one suppresses); the number of rounds is the longest chain of suppressions, not the
+    number of boxes.
+    """
+    # Best first, ties in the order facenet-pytorch's NumPy suppression takes them (the reverse of
+    # ``np.argsort``): two candidates that crop the same pixels get equal O-net scores, and which one
+    # survives moves the face's box by a fraction of a pixel.
+    order = torch.from_numpy(np.argsort(scores.cpu().numpy())[::-1].copy()).to(scores.device)
+    boxes, image = boxes[order], image[order]
+    count = len(order)
+    rank = torch.arange(count, device=boxes.device)
+    # suppresses[i, j]: box i is better than box j, in the same image, and overlaps it too much.
+    suppresses = ((min_overlap(boxes) > threshold) & (image[:, None] == image[None, :])
+                  & (rank[:, None] < rank[None, :]))
+    kept = torch.zeros(count, dtype=torch.bool, device=boxes.device)
+    open_ = torch.ones(count, dtype=torch.bool, device=boxes.device)
+    while bool(open_.any()):
+        killed = (suppresses & kept[:, None]).any(0)
+        ready = open_ & ~(suppresses & open_[:, None]).any(0)
+        kept |= ready & ~killed
+        open_ &= ~(ready | killed)
+    return order[kept]
+
+
+@dataclass
+class Nets:
+    """MTCNN's three stages as callables on normalised (N, 3, S, S) float32 batches, returning what
+    facenet-pytorch's modules return: P-net (offsets, probabilities), R-net (offsets, probabilities),
+    O-net (offsets, points, probabilities)."""
+
+    pnet: Net
+    rnet: Net
+    onet: Net
+
+
+def detect_faces(images: torch.Tensor, nets: Nets, min_face_size: float,
+                 thresholds: tuple[float, float, float]) -> tuple[Candidates, torch.Tensor]:
+    """MTCNN on a batch of equal-sized (B, H, W, 3) uint8 RGB images, on their device.
+
+    Returns:
+        the faces of all images (``Candidates.image`` says whose), best first within each image's
+        suppression, and their (F, 5, 2) float32 points in image pixels.
+    """
+    integral = integral_image(images)
+    found = propose(integral, nets.pnet, min_face_size, thresholds[0])
+    if len(found.boxes):
+        found = refine(integral, nets.rnet, found, thresholds[1])
+    if len(found.boxes) == 0:  # the nets are not run on empty batches
+        return found, torch.zeros((0, 5, 2), device=images.device)
+    return output(integral, nets.onet, found, thresholds[2])
+
+
+def load_nets(device: torch.device) -> Nets:
+    """facenet-pytorch's P-, R- and O-net with the weights in its wheel, in eval mode on ``device``."""
+    import facenet_pytorch
+    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+
+    folder = Path(facenet_pytorch.__file__).parent / "data"
+    nets = []
+    for name, build in (("pnet", PNet), ("rnet", RNet), ("onet", ONet)):
+        net = build(pretrained=False)
+        net.load_state_dict(torch.load(folder / f"{name}.pt", map_location="cpu", weights_only=True))
+        nets.append(net.eval().to(device))
+    return Nets(*nets)
