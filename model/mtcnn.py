@@ -17,6 +17,8 @@ Everything stays on the images' device; nothing loops over boxes in Python.
 """
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from torch import nn
 from torchvision.ops import batched_nms
+
+from model.backends import AUTO, ONNX, ONNX_OPSET, TORCH, cpu_session, default_cache_dir, weights_digest
+from model.io import atomic_write
 
 # P-net's window and stride: MTCNN cannot search for faces smaller than the window, in pixels of
 # a pyramid level, and its score map has one cell per stride pixels.
@@ -39,6 +45,8 @@ PIXEL_CENTER, PIXEL_SCALE = 127.5, 0.0078125
 # Suppression overlaps: IoU within a pyramid level, IoU after P-net and after R-net, and the
 # overlap over the smaller box ("Min") after O-net.
 LEVEL_NMS_IOU, STAGE_NMS_IOU, FINAL_NMS_MIN = 0.5, 0.7, 0.7
+# The backend "auto" picks on CPU: the faster one on the full detector (``python -m bench.detection``).
+DEFAULT_CPU_BACKEND = ONNX
 # Crops go through R-net and O-net in batches of at most this many (bounds the activations' memory).
 STAGE_BATCH = 512
 
@@ -340,15 +348,63 @@ def detect_faces(images: torch.Tensor, nets: Nets, min_face_size: float,
     return output(integral, nets.onet, found, thresholds[2])
 
 
-def load_nets(device: torch.device) -> Nets:
-    """facenet-pytorch's P-, R- and O-net with the weights in its wheel, in eval mode on ``device``."""
+class OnnxNet(nn.Module):
+    """One MTCNN stage run by ONNX Runtime on CPU. A module, so that forward hooks count and time it
+    as they do the torch stage; it takes and returns what the torch stage does."""
+
+    def __init__(self, session) -> None:
+        super().__init__()
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.session.run(None, {self.input_name: pixels.contiguous().numpy()})
+        return tuple(torch.from_numpy(out) for out in outputs)
+
+
+def export_net(net: nn.Module, path: str | os.PathLike, size: int | None) -> Path:
+    """Write one stage as an ONNX graph on normalised (N, 3, S, S) float32 pixels: N dynamic, and
+    the sides too when ``size`` is ``None`` (P-net, which takes whole pyramid levels)."""
+    axes = {0: "n"} if size is not None else {0: "n", 2: "height", 3: "width"}
+    side = size or 2 * PNET_WINDOW
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(net.eval().cpu(), (torch.zeros((2, 3, side, side)),), str(path), input_names=["pixels"],
+                          dynamic_axes={"pixels": axes}, opset_version=ONNX_OPSET, dynamo=False)
+    return Path(path)
+
+
+def onnx_nets(nets: Nets, cache_dir: str | os.PathLike | None = None) -> Nets:
+    """The three stages as ONNX Runtime CPU sessions, their graphs exported once and cached like the
+    regressor's (``backends.default_cache_dir``, named by the sha256 of the weights)."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    stages = []
+    for name, net, size in (("pnet", nets.pnet, None), ("rnet", nets.rnet, RNET_SIZE), ("onet", nets.onet, ONET_SIZE)):
+        path = cache / f"mtcnn-{name}-{weights_digest(net)}.onnx"
+        if not path.is_file():
+            atomic_write(path, lambda tmp, net=net, size=size: export_net(net, tmp, size))
+        stages.append(OnnxNet(cpu_session(path)))
+    return Nets(*stages)
+
+
+def load_nets(device: torch.device, backend: str = AUTO, cache_dir: str | os.PathLike | None = None) -> Nets:
+    """facenet-pytorch's P-, R- and O-net with the weights in its wheel, in eval mode, run by
+    ``backend``: "torch" on ``device``, "onnx" (ONNX Runtime, CPU only), or "auto" (torch on a GPU,
+    ``DEFAULT_CPU_BACKEND`` on CPU)."""
     import facenet_pytorch
     from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
+    if backend not in (AUTO, TORCH, ONNX):
+        raise ValueError(f"detector backend must be one of {AUTO}, {TORCH}, {ONNX}; got {backend!r}")
+    device = torch.device(device)
+    if backend == AUTO:
+        backend = TORCH if device.type != "cpu" else DEFAULT_CPU_BACKEND
+    if backend == ONNX and device.type != "cpu":
+        raise ValueError(f"detector backend {ONNX!r} runs on CPU only; got device {str(device)!r}")
     folder = Path(facenet_pytorch.__file__).parent / "data"
     nets = []
     for name, build in (("pnet", PNet), ("rnet", RNet), ("onet", ONet)):
         net = build(pretrained=False)
         net.load_state_dict(torch.load(folder / f"{name}.pt", map_location="cpu", weights_only=True))
         nets.append(net.eval().to(device))
-    return Nets(*nets)
+    return onnx_nets(Nets(*nets), cache_dir) if backend == ONNX else Nets(*nets)
