@@ -14,6 +14,7 @@ Rows:
 - upload: one 640x480 JPEG with one face, server-side: decode, detect, landmarks with flip test
   (the pair in one forward), JSON record.
 - network: the regressor alone on one 256x256 crop.
+- detection (a table of its own, ``bench.detection``): our MTCNN beside facenet-pytorch's on four photos.
 
 Columns: p50 and frames/s (1000 / mean ms, so detection frames count), the frames/s ratio to the
 naive baseline, and the mean point deviation: the backend's output against the eager fp32 model on
@@ -49,6 +50,7 @@ import torch
 from app import webcam
 from app.context import AppContext
 from bench.checkpoint import CACHE_DIR, bench_checkpoint, synthetic_root
+from bench.detection import print_detection
 from model.backends import (ACCURACY_BOUND_PX, CACHE_ENV, ONNX, ONNX_INT8, TORCH, OnnxBackend, TorchBackend,
                             build_backend, onnx_model_path)
 from model.constants import INPUT_SIZE
@@ -573,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_table:
         speed_table(args, model, eager, detector, calibration)
+        print()
+        print_detection()
 
     live = Predictor(weights=model, device="cpu", flip_test=False, detector=detector)
     print_live_accuracy(live, r, k)

@@ -143,6 +143,20 @@ def print_detection(rounds: int = ROUNDS, device: str = "cpu", photos: list[Path
     print(format_table(timings, f"# face detection on {where}, {time.strftime('%Y-%m-%d')}, load {load} (1/5/15 min)"))
 
 
+def gpu_figure(rounds: int = ROUNDS) -> str:
+    """The detection row of ``python -m bench.gpu``: per photo, facenet-pytorch's and our median ms
+    on CUDA and the ratio, and whether every photo kept the same faces."""
+    timings = time_detectors(list(PHOTOS), rounds, "cuda")
+    ours = f"ours, {TORCH}"
+    cells, same = [], True
+    for t in timings:
+        a = agreement(t.results[FACENET], t.results[ours])
+        same &= a["faces"] == a["reference_faces"] and a["iou_deficit"] <= 0.02 and a["point_px"] <= 1.0
+        ref_ms, our_ms = statistics.median(t.ms[FACENET]), statistics.median(t.ms[ours])
+        cells.append(f"{Path(t.name).stem[-6:]} {t.size} {ref_ms:.1f} -> {our_ms:.1f} ms ({ref_ms / our_ms:.1f}x)")
+    return "; ".join(cells) + ("; same faces" if same else "; FACES DIFFER (run python -m bench.detection --device cuda)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.detection", description=__doc__.split("\n\n")[0])
     parser.add_argument("photos", nargs="*", type=Path, help="photos to time (default: the four of the table)")

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from bench.detection import gpu_figure as detection_gpu_figure
 from model.constants import CROP_PADDING, INPUT_SIZE
 from model.geometry import box_to_crop, crop_matrix, gpu_crops
 from model.image import read_image
@@ -262,6 +263,7 @@ def run_table(args, photos: list[Path]) -> int:
         _row("upload, Predictor.predict + draw, fp32", lambda: upload_figure(weights, photos), BEFORE["upload"]),
         _row("video, model.video 720p", lambda: video_figure(weights), BEFORE["video"]),
         _row("CUDA fp32 vs CPU, same boxes", lambda: deviation_figure(weights, photos), BEFORE["deviation"]),
+        _row("detection, facenet-pytorch -> FaceDetector", detection_gpu_figure, "not measured"),
     ]
     device = torch.cuda.get_device_name()
     print(f"\npython -m bench.gpu on {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}, "

@@ -299,9 +299,14 @@ def onnx_model_path(model: nn.Module, int8: bool, cache_dir: str | os.PathLike |
     return quant
 
 
-def cpu_session(path: str | os.PathLike, threads: int | None = None):
+def cpu_session(path: str | os.PathLike, threads: int | None = None, memory_arena: bool = True):
     """An ONNX Runtime CPU session for the graph at ``path``: every graph optimisation, sequential
-    execution, ``threads`` intra-op threads (default: one per CPU core)."""
+    execution, ``threads`` intra-op threads (default: one per CPU core).
+
+    ``memory_arena=False`` frees every activation after each run: ONNX Runtime's arena keeps the
+    largest run's memory for the session's life, right for fixed-size inputs but not for a graph
+    whose input size changes with every photo.
+    """
     import onnxruntime as ort
 
     path = Path(path)
@@ -315,6 +320,7 @@ def cpu_session(path: str | os.PathLike, threads: int | None = None):
     # Idle pool threads sleep instead of spinning: the detector and the other half of the app
     # share these cores, and spinning slowed the whole pipeline on the 2-core machines.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_cpu_mem_arena = memory_arena
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -12,7 +12,7 @@ import torch
 from model.geometry import box_to_crop, crop_matrix, warp_crop
 from model.image import check_image_array
 from model.backends import AUTO
-from model.mtcnn import ONET_SIZE, PNET_WINDOW, detect_faces, load_nets, normalize
+from model.mtcnn import ONET_SIZE, PNET_WINDOW, detect_faces, load_nets, normalize_
 
 # MTCNN's own defaults (facenet-pytorch): the smallest face side searched for, in pixels, and the
 # P-, R- and O-net score thresholds; the last is the final face score a detection must reach.
@@ -182,5 +182,5 @@ class FaceDetector:
                                     ONET_SIZE) for box in boxes])
         x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float()
         with torch.inference_mode():
-            probs = self.nets.onet(normalize(x))[2]
+            probs = self.nets.onet(normalize_(x))[2]
         return probs[:, 1].float().cpu().numpy()

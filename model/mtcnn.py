@@ -47,6 +47,9 @@ PIXEL_CENTER, PIXEL_SCALE = 127.5, 0.0078125
 LEVEL_NMS_IOU, STAGE_NMS_IOU, FINAL_NMS_MIN = 0.5, 0.7, 0.7
 # The backend "auto" picks on CPU: the faster one on the full detector (``python -m bench.detection``).
 DEFAULT_CPU_BACKEND = ONNX
+# P-net searches a pyramid level in horizontal bands of at most about this many pixels (summed over
+# the batch's images): its activations take 36 bytes a pixel, so a band holds at most ~75 MB.
+BAND_PIXELS = 1 << 20
 # Crops go through R-net and O-net in batches of at most this many (bounds the activations' memory).
 STAGE_BATCH = 512
 
@@ -136,34 +139,62 @@ def area_resample(integral: torch.Tensor, image: torch.Tensor, rows: tuple[torch
     """
     _, height, width, channels = integral.shape
     flat = integral.reshape(-1, channels)
-    base = image[:, None, None] * (height * width)
     (r0, r1), (c0, c1) = rows, cols
+    first_row, end_row = ((image[:, None] * height + r) * width for r in (r0, r1))  # flat offsets, (N, h)
 
-    def corner(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        index = base + r[:, :, None] * width + c[:, None, :]
-        return flat.index_select(0, index.reshape(-1)).view(*index.shape, channels)
+    def corner(row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+        return flat.index_select(0, (row[:, :, None] + col[:, None, :]).view(-1))
 
-    total = corner(r1, c1) - corner(r0, c1) - corner(r1, c0) + corner(r0, c0)
+    total = corner(end_row, c1)
+    total -= corner(first_row, c1)
+    total -= corner(end_row, c0)
+    total += corner(first_row, c0)
     # As adaptive average pooling divides: a float32 sum, by the bin height, then by its width.
-    mean = total.float() / (r1 - r0).float()[:, :, None, None] / (c1 - c0).float()[:, None, :, None]
+    mean = total.view(len(image), r0.shape[1], c0.shape[1], channels).float()
+    mean /= (r1 - r0).float()[:, :, None, None]
+    mean /= (c1 - c0).float()[:, None, :, None]
     return mean.permute(0, 3, 1, 2)
 
 
-def pyramid_level(integral: torch.Tensor, scale: float) -> torch.Tensor:
-    """One pyramid level of every image, (B, 3, h, w) float32, as facenet sizes it: ``int(side * scale + 1)``."""
+def level_bins(integral: torch.Tensor, scale: float) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """Row and column bins of a pyramid level of every image, each (B, h) or (B, w) int64: the level
+    sized as facenet-pytorch sizes it, ``int(side * scale + 1)``."""
     batch, height, width = integral.shape[0], integral.shape[1] - 1, integral.shape[2] - 1
-    device = integral.device
-    images = torch.arange(batch, device=device)
-    zero = torch.zeros(batch, dtype=torch.int64, device=device)
-    full = torch.full((batch,), 1, dtype=torch.int64, device=device)
-    rows = area_bins(zero, full * height, int(height * scale + 1))
-    cols = area_bins(zero, full * width, int(width * scale + 1))
-    return area_resample(integral, images, rows, cols)
+    ones = torch.ones(batch, dtype=torch.int64, device=integral.device)
+    return (area_bins(ones * 0, ones * height, int(height * scale + 1)),
+            area_bins(ones * 0, ones * width, int(width * scale + 1)))
 
 
-def normalize(pixels: torch.Tensor) -> torch.Tensor:
-    """Pixels in [0, 255] as MTCNN's nets see them: (value - 127.5) / 128."""
-    return (pixels - PIXEL_CENTER) * PIXEL_SCALE
+def pnet_level(integral: torch.Tensor, pnet: Net, scale: float,
+               band_pixels: int = BAND_PIXELS) -> tuple[torch.Tensor, torch.Tensor]:
+    """P-net on one pyramid level of every image: (offsets (B, 4, h', w'), probabilities (B, 2, h', w')).
+
+    A level larger than ``band_pixels`` is resampled and searched in horizontal bands, so neither
+    the level nor P-net's activations exist whole. Bands start on even rows and overlap by
+    ``PNET_WINDOW - PNET_STRIDE`` rows; all but the last have an even height. Each output row then
+    comes from one band, from the same pixels and pooling windows as on the whole level.
+    """
+    (r0, r1), cols = level_bins(integral, scale)
+    images = torch.arange(integral.shape[0], device=integral.device)
+    height = r0.shape[1]
+    band = max(2 * PNET_WINDOW, band_pixels // (cols[0].shape[1] * len(images)) // 2 * 2)
+    overlap = PNET_WINDOW - PNET_STRIDE
+    parts, top = [], 0
+    while True:
+        last = top + band >= height
+        rows = (r0[:, top:top + band], r1[:, top:top + band])
+        offsets, probs = pnet(normalize_(area_resample(integral, images, rows, cols)))
+        keep = offsets.shape[2] if last else (band - overlap) // PNET_STRIDE
+        parts.append((offsets[:, :, :keep], probs[:, :, :keep]))
+        if last:
+            break
+        top += band - overlap
+    return torch.cat([p[0] for p in parts], 2), torch.cat([p[1] for p in parts], 2)
+
+
+def normalize_(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 255] as MTCNN's nets see them, (value - 127.5) / 128, in place (returned)."""
+    return pixels.sub_(PIXEL_CENTER).mul_(PIXEL_SCALE)
 
 
 def level_candidates(offsets: torch.Tensor, probs: torch.Tensor, scale: float, threshold: float) -> tuple[
@@ -226,7 +257,7 @@ def crop_stage(integral: torch.Tensor, found: Candidates, size: int) -> tuple[to
 
 def run_batched(net: Net, crops: torch.Tensor, batch: int = STAGE_BATCH) -> tuple[torch.Tensor, ...]:
     """``net`` on normalised crops in batches of at most ``batch``, outputs concatenated."""
-    outputs = [net(normalize(crops[i:i + batch])) for i in range(0, len(crops), batch)]
+    outputs = [net(normalize_(crops[i:i + batch])) for i in range(0, len(crops), batch)]
     return tuple(torch.cat(parts) for parts in zip(*outputs))
 
 
@@ -236,7 +267,7 @@ def propose(integral: torch.Tensor, pnet: Net, min_face_size: float, threshold: 
     height, width = integral.shape[1] - 1, integral.shape[2] - 1
     found, offsets = [no_candidates(integral.device)], [torch.zeros((0, 4), device=integral.device)]
     for scale in pyramid_scales(height, width, min_face_size):
-        reg, probs = pnet(normalize(pyramid_level(integral, scale)))
+        reg, probs = pnet_level(integral, pnet, scale)
         level, moves = level_candidates(reg, probs[:, 1], scale, threshold)
         keep = batched_nms(level.boxes, level.scores, level.image, LEVEL_NMS_IOU)
         found.append(level.take(keep))
@@ -383,7 +414,7 @@ def onnx_nets(nets: Nets, cache_dir: str | os.PathLike | None = None) -> Nets:
         path = cache / f"mtcnn-{name}-{weights_digest(net)}.onnx"
         if not path.is_file():
             atomic_write(path, lambda tmp, net=net, size=size: export_net(net, tmp, size))
-        stages.append(OnnxNet(cpu_session(path)))
+        stages.append(OnnxNet(cpu_session(path, memory_arena=False)))
     return Nets(*stages)
 
 

