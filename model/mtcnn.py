@@ -45,13 +45,23 @@ PIXEL_CENTER, PIXEL_SCALE = 127.5, 0.0078125
 # Suppression overlaps: IoU within a pyramid level, IoU after P-net and after R-net, and the
 # overlap over the smaller box ("Min") after O-net.
 LEVEL_NMS_IOU, STAGE_NMS_IOU, FINAL_NMS_MIN = 0.5, 0.7, 0.7
-# The backend "auto" picks on CPU: the faster one on the full detector (``python -m bench.detection``).
-DEFAULT_CPU_BACKEND = ONNX
-# P-net searches a pyramid level in horizontal bands of at most about this many pixels (summed over
-# the batch's images): its activations take 36 bytes a pixel, so a band holds at most ~75 MB.
-BAND_PIXELS = 1 << 20
-# Crops go through R-net and O-net in batches of at most this many (bounds the activations' memory).
-STAGE_BATCH = 512
+# The backend "auto" picks on CPU: the faster one on the whole detector (``python -m bench.detection``;
+# on the 2-core machine, quiet, torch took 0.48-0.55x ONNX Runtime's time; see docs/detector.md).
+DEFAULT_CPU_BACKEND = TORCH
+# Windows of one pyramid level can overlap by IoU > 0.5 only within this many score-map cells of
+# each other (sides 11 / scale +- 1 px, neighbouring cells 2 / scale px apart, scale <= 1).
+WINDOW_REACH = 2
+# Levels with more windows than this are suppressed by ``window_nms`` (torchvision's nms, quadratic
+# in the windows, is quicker below).
+WINDOW_NMS_MIN = 1000
+# P-net searches a pyramid level in horizontal bands of about this many pixels (summed over the
+# batch's images): about 100 bytes of activations a pixel, ~25 MB a band however large the photo
+# (measured: bands of 2^18 pixels were faster than whole levels, and than 2^16 or 2^20).
+BAND_PIXELS = 1 << 18
+# Crops are cut and go through R-net and O-net in batches of about this many pixels (128 R-net
+# crops, 32 O-net crops): small enough for a batch's activations to stay in cache, large enough to
+# keep the per-call overhead small (measured fastest on the 2-core machine, 1 or 2 threads).
+STAGE_PIXELS = 128 * RNET_SIZE ** 2
 
 Net = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 
@@ -206,14 +216,15 @@ def level_candidates(offsets: torch.Tensor, probs: torch.Tensor, scale: float, t
         scale: the level's scale.
 
     Returns:
-        the windows (boxes on the integer grid MTCNN uses) and their (K, 4) regression offsets.
+        the windows (boxes on the integer grid MTCNN uses), their (K, 4) regression offsets, and
+        their (K, 2) int64 cells (x, y) in the score map, in row-major order.
     """
     image, y, x = (probs >= threshold).nonzero(as_tuple=True)
-    corner = torch.stack([x, y], 1).to(offsets.dtype)
-    top_left = ((PNET_STRIDE * corner + 1) / scale).floor()
-    bottom_right = ((PNET_STRIDE * corner + PNET_WINDOW) / scale).floor()
+    cells = torch.stack([x, y], 1)
+    top_left = ((PNET_STRIDE * cells.to(offsets.dtype) + 1) / scale).floor()
+    bottom_right = ((PNET_STRIDE * cells.to(offsets.dtype) + PNET_WINDOW) / scale).floor()
     boxes = torch.cat([top_left, bottom_right], 1)
-    return Candidates(boxes, probs[image, y, x], image), offsets.permute(0, 2, 3, 1)[image, y, x]
+    return Candidates(boxes, probs[image, y, x], image), offsets.permute(0, 2, 3, 1)[image, y, x], cells
 
 
 def regress(boxes: torch.Tensor, offsets: torch.Tensor, inclusive: bool) -> torch.Tensor:
@@ -245,35 +256,57 @@ def crop_bounds(boxes: torch.Tensor, width: int, height: int) -> tuple[torch.Ten
     return torch.stack([x0, y0, x1, y1], 1), (x1 > x0) & (y1 > y0)
 
 
-def crop_stage(integral: torch.Tensor, found: Candidates, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Area-resampled (N, 3, size, size) float32 crops of the candidates' boxes (as MTCNN cuts
-    them, see ``crop_bounds``), and the (N,) bool mask of boxes that hold a pixel (others are dropped)."""
-    bounds, valid = crop_bounds(found.boxes, integral.shape[2] - 1, integral.shape[1] - 1)
+def crop_bins(found: Candidates, width: int, height: int, size: int) -> tuple[tuple[torch.Tensor, ...], ...]:
+    """Area-resample bins of the (size, size) crops MTCNN cuts from the candidates' boxes (see
+    ``crop_bounds``): rows (first, end) and columns (first, end), each (N', size) int64, for the
+    N' boxes that hold a pixel, and the (N,) bool mask of those boxes (the others are dropped)."""
+    bounds, valid = crop_bounds(found.boxes, width, height)
     bounds = bounds[valid]
     rows = area_bins(bounds[:, 1], bounds[:, 3] - bounds[:, 1], size)
     cols = area_bins(bounds[:, 0], bounds[:, 2] - bounds[:, 0], size)
-    return area_resample(integral, found.image[valid], rows, cols), valid
+    return rows, cols, valid
 
 
-def run_batched(net: Net, crops: torch.Tensor, batch: int = STAGE_BATCH) -> tuple[torch.Tensor, ...]:
-    """``net`` on normalised crops in batches of at most ``batch``, outputs concatenated."""
-    outputs = [net(normalize_(crops[i:i + batch])) for i in range(0, len(crops), batch)]
-    return tuple(torch.cat(parts) for parts in zip(*outputs))
+def score_crops(integral: torch.Tensor, net: Net, found: Candidates, size: int) -> tuple[
+        tuple[torch.Tensor, ...] | None, torch.Tensor]:
+    """``net`` on the (size, size) crops of the candidates' boxes, cut and scored ``STAGE_PIXELS``
+    at a time (a batch's crops and activations stay in cache). Returns the net's outputs for the
+    boxes that hold a pixel (``None`` when none does) and the (N,) bool mask of those boxes."""
+    (r0, r1), (c0, c1), valid = crop_bins(found, integral.shape[2] - 1, integral.shape[1] - 1, size)
+    image = found.image[valid]
+    batch = max(1, STAGE_PIXELS // size ** 2)
+    outputs = []
+    for start in range(0, len(image), batch):
+        part = slice(start, start + batch)
+        crops = area_resample(integral, image[part], (r0[part], r1[part]), (c0[part], c1[part]))
+        outputs.append(net(normalize_(crops)))
+    return (tuple(torch.cat(parts) for parts in zip(*outputs)) if outputs else None), valid
 
 
 def propose(integral: torch.Tensor, pnet: Net, min_face_size: float, threshold: float) -> Candidates:
-    """Stage 1: P-net on every pyramid level, suppression within each level (IoU 0.5) and then
-    across levels (IoU 0.7), boxes regressed and squared."""
+    """Stage 1: P-net on every pyramid level, suppression within each level (IoU 0.5), boxes
+    regressed and squared; best first."""
     height, width = integral.shape[1] - 1, integral.shape[2] - 1
+    scales = pyramid_scales(height, width, min_face_size)
     found, offsets = [no_candidates(integral.device)], [torch.zeros((0, 4), device=integral.device)]
-    for scale in pyramid_scales(height, width, min_face_size):
+    for scale in scales:
         reg, probs = pnet_level(integral, pnet, scale)
-        level, moves = level_candidates(reg, probs[:, 1], scale, threshold)
-        keep = batched_nms(level.boxes, level.scores, level.image, LEVEL_NMS_IOU)
+        level, moves, cells = level_candidates(reg, probs[:, 1], scale, threshold)
+        if len(level.boxes) > WINDOW_NMS_MIN and scale <= 1.0:
+            keep = window_nms(level, cells, probs[:, 1].shape, LEVEL_NMS_IOU)
+        else:
+            keep = batched_nms(level.boxes, level.scores, level.image, LEVEL_NMS_IOU)
         found.append(level.take(keep))
         offsets.append(moves[keep])
     found, offsets = Candidates.cat(found), torch.cat(offsets)
-    keep = batched_nms(found.boxes, found.scores, found.image, STAGE_NMS_IOU)
+    if scales and scales[0] <= 1.0:
+        # facenet-pytorch also suppresses across levels at IoU 0.7, which never removes a window
+        # when no level is enlarged: one level's windows overlap by IoU 0.5 at most (just
+        # suppressed), and windows of different levels differ in side by the factor 0.709 (+-1 px),
+        # so their IoU, at most the ratio of their areas, stays below 0.69. Best first, as it leaves them.
+        keep = found.scores.argsort(descending=True, stable=True)
+    else:
+        keep = batched_nms(found.boxes, found.scores, found.image, STAGE_NMS_IOU)
     found = found.take(keep)
     return Candidates(square(regress(found.boxes, offsets[keep], inclusive=False)), found.scores, found.image)
 
@@ -281,10 +314,10 @@ def propose(integral: torch.Tensor, pnet: Net, min_face_size: float, threshold: 
 def refine(integral: torch.Tensor, rnet: Net, found: Candidates, threshold: float) -> Candidates:
     """Stage 2: R-net on 24 x 24 crops; boxes above ``threshold`` kept, suppressed (IoU 0.7),
     regressed and squared."""
-    crops, valid = crop_stage(integral, found, RNET_SIZE)
-    if len(crops) == 0:
-        return no_candidates(crops.device)
-    offsets, probs = run_batched(rnet, crops)
+    scored, valid = score_crops(integral, rnet, found, RNET_SIZE)
+    if scored is None:
+        return no_candidates(integral.device)
+    offsets, probs = scored
     scores = probs[:, 1]
     passed = scores > threshold
     found = Candidates(found.boxes[valid][passed], scores[passed], found.image[valid][passed])
@@ -297,10 +330,10 @@ def refine(integral: torch.Tensor, rnet: Net, found: Candidates, threshold: floa
 def output(integral: torch.Tensor, onet: Net, found: Candidates, threshold: float) -> tuple[Candidates, torch.Tensor]:
     """Stage 3: O-net on 48 x 48 crops; faces above ``threshold`` with their five points
     (F, 5, 2) in image pixels, boxes regressed, then suppressed by overlap over the smaller box (0.7)."""
-    crops, valid = crop_stage(integral, found, ONET_SIZE)
-    if len(crops) == 0:
-        return no_candidates(crops.device), torch.zeros((0, 5, 2), device=crops.device)
-    offsets, marks, probs = run_batched(onet, crops)
+    scored, valid = score_crops(integral, onet, found, ONET_SIZE)
+    if scored is None:
+        return no_candidates(integral.device), torch.zeros((0, 5, 2), device=integral.device)
+    offsets, marks, probs = scored
     scores = probs[:, 1]
     passed = scores > threshold
     found = Candidates(found.boxes[valid][passed], scores[passed], found.image[valid][passed])
@@ -323,32 +356,74 @@ def min_overlap(boxes: torch.Tensor) -> torch.Tensor:
     return sides[..., 0] * sides[..., 1] / torch.minimum(area[:, None], area[None, :])
 
 
-def nms_min(boxes: torch.Tensor, scores: torch.Tensor, image: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Greedy suppression by overlap over the smaller box, per image: indices kept, best first.
+def greedy_keep(order: torch.Tensor, better: torch.Tensor, worse: torch.Tensor) -> torch.Tensor:
+    """Greedy suppression from its pairs: box ``worse[k]`` goes when box ``better[k]`` (ranked
+    before it in ``order``) is kept. Returns the kept boxes' indices in ``order``.
 
-    Greedy NMS keeps a box when no better box that overlaps it more than ``threshold`` is kept.
-    Each round decides every box whose better overlapping boxes are all decided (and every box a
-    kept one suppresses); the number of rounds is the longest chain of suppressions, not the
-    number of boxes.
+    Greedy NMS keeps a box when none of its better suppressors is kept. Each round decides every
+    box whose better suppressors are all decided (and every box a kept one suppresses); the number
+    of rounds is the longest chain of suppressions, not the number of boxes.
     """
+    count = len(order)
+    kept = torch.zeros(count, dtype=torch.bool, device=order.device)
+    undecided = torch.ones(count, dtype=torch.bool, device=order.device)
+    while bool(undecided.any()):
+        killed, blocked = torch.zeros_like(kept), torch.zeros_like(kept)
+        killed[worse[kept[better]]] = True
+        blocked[worse[undecided[better]]] = True
+        ready = undecided & ~blocked
+        kept |= ready & ~killed
+        undecided &= ~(ready | killed)
+    return order[kept[order]]
+
+
+def pair_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of boxes ``a[k]`` and ``b[k]``, (K, 4) each, computed as torchvision's ``nms`` does."""
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    sides = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0.0)
+    inter = sides[:, 0] * sides[:, 1]
+    return inter / (area_a + area_b - inter)
+
+
+def window_nms(found: Candidates, cells: torch.Tensor, shape: tuple[int, int, int], threshold: float) -> torch.Tensor:
+    """torchvision's ``batched_nms`` for one pyramid level's windows (the same kept indices, best
+    first), comparing each window only with the windows within ``WINDOW_REACH`` cells of it.
+
+    Args:
+        found, cells: the level's windows and their score-map cells (row-major, as
+            ``level_candidates`` gives them).
+        shape: the score maps' (B, h, w).
+    """
+    count, device = len(found.boxes), found.boxes.device
+    order = found.scores.argsort(descending=True, stable=True)  # torchvision's order
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(count, device=device)
+    _, height, width = shape
+    key = (found.image * height + cells[:, 1]) * width + cells[:, 0]  # ascending
+    steps = torch.arange(-WINDOW_REACH, WINDOW_REACH + 1, device=device)
+    dy, dx = (d.reshape(-1) for d in torch.meshgrid(steps, steps, indexing="ij"))
+    y, x = cells[:, 1:] + dy, cells[:, :1] + dx  # (K, 25) neighbouring cells
+    target = key[:, None] + dy * width + dx
+    at = torch.searchsorted(key, target.reshape(-1)).view_as(target).clamp(max=count - 1)
+    source = torch.arange(count, device=device)[:, None].expand_as(target)
+    pair = (y >= 0) & (y < height) & (x >= 0) & (x < width) & (key[at] == target) & (rank[source] < rank[at])
+    better, worse = source[pair], at[pair]
+    suppress = pair_iou(found.boxes[better], found.boxes[worse]) > threshold
+    return greedy_keep(order, better[suppress], worse[suppress])
+
+
+def nms_min(boxes: torch.Tensor, scores: torch.Tensor, image: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Greedy suppression by overlap over the smaller box, per image: indices kept, best first."""
     # Best first, ties in the order facenet-pytorch's NumPy suppression takes them (the reverse of
     # ``np.argsort``): two candidates that crop the same pixels get equal O-net scores, and which one
     # survives moves the face's box by a fraction of a pixel.
     order = torch.from_numpy(np.argsort(scores.cpu().numpy())[::-1].copy()).to(scores.device)
-    boxes, image = boxes[order], image[order]
-    count = len(order)
-    rank = torch.arange(count, device=boxes.device)
-    # suppresses[i, j]: box i is better than box j, in the same image, and overlaps it too much.
-    suppresses = ((min_overlap(boxes) > threshold) & (image[:, None] == image[None, :])
-                  & (rank[:, None] < rank[None, :]))
-    kept = torch.zeros(count, dtype=torch.bool, device=boxes.device)
-    open_ = torch.ones(count, dtype=torch.bool, device=boxes.device)
-    while bool(open_.any()):
-        killed = (suppresses & kept[:, None]).any(0)
-        ready = open_ & ~(suppresses & open_[:, None]).any(0)
-        kept |= ready & ~killed
-        open_ &= ~(ready | killed)
-    return order[kept]
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device)
+    better, worse = ((min_overlap(boxes) > threshold) & (image[:, None] == image[None, :])
+                     & (rank[:, None] < rank[None, :])).nonzero(as_tuple=True)
+    return greedy_keep(order, better, worse)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from facenet_pytorch import MTCNN
 from facenet_pytorch.models.utils import detect_face as reference
+from torchvision.ops import batched_nms, nms
 
 from model import mtcnn
 from model.geometry import box_iou
@@ -71,7 +72,8 @@ def test_crops_are_facenets_area_resample_of_the_clipped_box_bit_for_bit(rng):
     tensor = torch.from_numpy(image)
     boxes = random_boxes(rng, 40, 160, 120)
     found = mtcnn.Candidates(boxes, torch.ones(40), torch.zeros(40, dtype=torch.int64))
-    crops, valid = mtcnn.crop_stage(mtcnn.integral_image(tensor), found, mtcnn.RNET_SIZE)
+    rows, cols, valid = mtcnn.crop_bins(found, 160, 120, mtcnn.RNET_SIZE)
+    crops = mtcnn.area_resample(mtcnn.integral_image(tensor), found.image[valid], rows, cols)
     # facenet-pytorch: pad() clips the truncated box, crop [y - 1:ey, x - 1:ex], F.interpolate(mode="area")
     y, ey, x, ex = reference.pad(boxes.clone(), 160, 120)
     as_float = tensor.permute(0, 3, 1, 2).float()
@@ -116,10 +118,11 @@ def test_box_arithmetic_is_facenets(rng):
 def test_pnet_windows_are_facenets(rng):
     probs = torch.from_numpy(rng.uniform(0, 1, (2, 9, 11)).astype(np.float32))
     offsets = torch.from_numpy(rng.normal(0, 0.1, (2, 4, 9, 11)).astype(np.float32))
-    found, moves = mtcnn.level_candidates(offsets, probs, 0.30160859999999995, 0.6)
+    found, moves, cells = mtcnn.level_candidates(offsets, probs, 0.30160859999999995, 0.6)
     expected, image = reference.generateBoundingBox(offsets, probs, 0.30160859999999995, 0.6)
     assert torch.equal(found.boxes, expected[:, :4]) and torch.equal(found.scores, expected[:, 4])
     assert torch.equal(moves, expected[:, 5:]) and torch.equal(found.image, image)
+    assert torch.equal(probs[image, cells[:, 1], cells[:, 0]], found.scores)
 
 
 def test_min_suppression_hand_worked():
@@ -183,3 +186,37 @@ def test_detect_faces_batch_equals_one_by_one(detector, shared_data):
         torch.testing.assert_close(batch.boxes[mine], one.boxes, atol=1e-3, rtol=0)
         torch.testing.assert_close(batch_points[mine], points, atol=1e-3, rtol=0)
         torch.testing.assert_close(batch.scores[mine], one.scores, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.6, 0.30160859999999995])
+def test_window_suppression_is_torchvisions(rng, scale):
+    """Dense windows on a score map, ties included: the same windows kept, in the same order, as
+    torchvision's ``nms`` comparing every pair; over two images, the same windows as its
+    ``batched_nms`` (which orders ties arbitrarily above 1000 boxes)."""
+    probs = torch.from_numpy(rng.uniform(0, 1, (2, 40, 50)).astype(np.float32))
+    probs[0, 10:20, 10:20] = 0.9  # a plateau of equal scores
+    offsets = torch.zeros((2, 4, 40, 50))
+    found, _, cells = mtcnn.level_candidates(offsets, probs[:1], scale, 0.3)
+    expected = nms(found.boxes, found.scores, 0.5)
+    assert len(found.boxes) > 1000 and 0 < len(expected) < len(found.boxes) // 2
+    assert mtcnn.window_nms(found, cells, probs[:1].shape, 0.5).tolist() == expected.tolist()
+    found, _, cells = mtcnn.level_candidates(offsets, probs, scale, 0.3)
+    kept = mtcnn.window_nms(found, cells, probs.shape, 0.5)
+    assert sorted(kept.tolist()) == sorted(batched_nms(found.boxes, found.scores, found.image, 0.5).tolist())
+    assert torch.all(found.scores[kept].diff() <= 0)
+
+
+@pytest.mark.parametrize("min_face_size", [12, 20, 37])
+def test_suppression_across_levels_removes_nothing(rng, min_face_size):
+    """Why ``propose`` skips facenet-pytorch's IoU-0.7 suppression across levels: after the
+    suppression within each level, no two windows of any levels overlap that much (dense random
+    score maps on every level of a 300 x 400 image)."""
+    windows = []
+    for scale in mtcnn.pyramid_scales(300, 400, min_face_size):
+        size = (int(300 * scale + 1) - 10) // 2, (int(400 * scale + 1) - 10) // 2
+        probs = torch.from_numpy(rng.uniform(0, 1, (1, *size)).astype(np.float32))
+        found, _, _ = mtcnn.level_candidates(torch.zeros((1, 4, *size)), probs, scale, 0.2)
+        windows.append(found.take(nms(found.boxes, found.scores, 0.5)))
+    everything = mtcnn.Candidates.cat(windows)
+    assert len(everything.boxes) > 500
+    assert len(nms(everything.boxes, everything.scores, 0.7)) == len(everything.boxes)
