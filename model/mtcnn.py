@@ -6,14 +6,21 @@ regressed, squared and clipped, re-scored on 24 x 24 crops by R-net and on 48 x 
 with the same thresholds and non-maximum suppressions. What differs is how the work is laid out:
 
 - every area resample (each pyramid level and every R-/O-net crop) is read off one integral image
-  of the photo, all outputs of a level or a stage at once. Each output pixel is the mean of its
+  of the photo, a whole level or batch of crops at once. Each output pixel is the mean of its
   source bin, the bins of ``F.interpolate(mode="area")`` (adaptive average pooling), and the mean
   is formed as that operator does (a float32 sum divided by the bin height, then by its width), so
   the resampled pixels are bit for bit facenet's;
-- the crops of a stage go through their network in a few large batches, never box by box;
-- the final "Min" suppression is resolved in rounds over a pairwise overlap matrix.
+- P-net searches each level in bands, and the R-/O-net crops are cut and scored in batches sized
+  to stay in cache, never box by box. The nets see channels-last batches, so their float rounding
+  differs from facenet's by about 1e-6;
+- suppression within a large level compares each window with its grid neighbours only (the same
+  windows survive as with torchvision's ``nms``); facenet's suppression across levels, which never
+  removes a window, is a sort; the final "Min" suppression is resolved in rounds over a pairwise
+  overlap matrix, ties broken as facenet's NumPy code breaks them.
 
-Everything stays on the images' device; nothing loops over boxes in Python.
+Everything stays on the images' device: no host round trip per box (the final suppression reads
+its scores' order on the host once per batch), no Python loop over boxes. docs/detector.md has the
+figures.
 """
 from __future__ import annotations
 
@@ -107,9 +114,10 @@ def pyramid_scales(height: int, width: int, min_face_size: float, factor: float 
 def integral_image(images: torch.Tensor) -> torch.Tensor:
     """(B, H + 1, W + 1, 3) int32 running sums of (B, H, W, 3) uint8 images, zero first row and column.
 
-    Past 2^31 (images over 8.4 megapixels) the sums wrap around modulo 2^32; every rectangle sum
-    taken from them covers one resampling bin, far below 2^31, so the wrapped differences are exact.
-    On CPU OpenCV computes it (several times faster than two cumulative sums).
+    Past 2^31 (images over 8.4 megapixels) the sums wrap around modulo 2^32 (OpenCV's and torch's
+    int32 additions wrap); every rectangle sum taken from them covers one resampling bin, far below
+    2^31, so the wrapped differences are exact. On CPU OpenCV computes it (several times faster than
+    two cumulative sums).
     """
     if images.device.type == "cpu":
         sums = [torch.from_numpy(cv2.integral(image.numpy(), sdepth=cv2.CV_32S)) for image in images]
@@ -208,7 +216,7 @@ def normalize_(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def level_candidates(offsets: torch.Tensor, probs: torch.Tensor, scale: float, threshold: float) -> tuple[
-        Candidates, torch.Tensor]:
+        Candidates, torch.Tensor, torch.Tensor]:
     """P-net's windows at or above ``threshold`` on one pyramid level, in image pixels.
 
     Args:

@@ -220,3 +220,15 @@ def test_suppression_across_levels_removes_nothing(rng, min_face_size):
     everything = mtcnn.Candidates.cat(windows)
     assert len(everything.boxes) > 500
     assert len(nms(everything.boxes, everything.scores, 0.7)) == len(everything.boxes)
+
+
+def test_the_gpu_integral_path_finds_the_same_faces(detector, shared_data, monkeypatch):
+    """On a GPU the integral image comes from two cumulative sums, not OpenCV: run that path here
+    on CPU tensors (a 23-face photo) and get the very same faces."""
+    image = read_image(shared_data / "wider-samples" / "12--Group" / "12_Group_Group_12_Group_Group_12_24.jpg")
+    expected = detector.detect(image)
+    monkeypatch.setattr(mtcnn, "integral_image", mtcnn.integral_image_torch)
+    found = detector.detect(image)
+    assert len(found) == len(expected) == 23
+    np.testing.assert_array_equal(found.boxes, expected.boxes)
+    np.testing.assert_array_equal(found.points, expected.points)
