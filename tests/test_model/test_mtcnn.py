@@ -181,7 +181,7 @@ def test_detect_faces_batch_equals_one_by_one(detector, shared_data):
     assert sorted(batch.image.tolist()) == [0, 1]  # one face in each photo, none in the black image
     for i, image in enumerate(images):
         with torch.inference_mode():
-            one, points = mtcnn.detect_faces(torch.from_numpy(image[None]), detector.nets, 20, (0.6, 0.7, 0.7))
+            one, points = mtcnn.detect_faces(torch.from_numpy(image[None].copy()), detector.nets, 20, (0.6, 0.7, 0.7))
         mine = batch.image == i
         torch.testing.assert_close(batch.boxes[mine], one.boxes, atol=1e-3, rtol=0)
         torch.testing.assert_close(batch_points[mine], points, atol=1e-3, rtol=0)
@@ -232,3 +232,18 @@ def test_the_gpu_integral_path_finds_the_same_faces(detector, shared_data, monke
     assert len(found) == len(expected) == 23
     np.testing.assert_array_equal(found.boxes, expected.boxes)
     np.testing.assert_array_equal(found.points, expected.points)
+
+
+def test_the_onnx_backend_finds_the_same_faces(facenet, shared_data, tmp_path):
+    """The three nets through ONNX Runtime (graphs exported into a fresh cache folder): the same
+    faces as facenet-pytorch on a 23-face photo, and forward hooks still see every P-net pass."""
+    image = read_image(shared_data / "wider-samples" / "12--Group" / "12_Group_Group_12_Group_Group_12_24.jpg")
+    nets = mtcnn.load_nets(torch.device("cpu"), "onnx", cache_dir=tmp_path)
+    assert isinstance(nets.pnet, mtcnn.OnnxNet) and len(list(tmp_path.glob("mtcnn-*.onnx"))) == 3
+    passes = []
+    nets.pnet.register_forward_hook(lambda *_: passes.append(1))
+    with torch.inference_mode():
+        found, points = mtcnn.detect_faces(torch.from_numpy(image[None].copy()), nets, 20, (0.6, 0.7, 0.7))
+    assert len(passes) == len(mtcnn.pyramid_scales(*image.shape[:2], 20)) + 1  # one per band: 2 on level 0
+    faces_agree((found.boxes.numpy(), found.scores.numpy(), points.numpy()), facenet.detect(image, landmarks=True),
+                "onnx")
