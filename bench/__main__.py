@@ -14,6 +14,7 @@ Rows:
 - upload: one 640x480 JPEG with one face, server-side: decode, detect, landmarks with flip test
   (the pair in one forward), JSON record.
 - network: the regressor alone on one 256x256 crop.
+- detection (a table of its own, ``bench.detection``): our MTCNN beside facenet-pytorch's on four photos.
 
 Columns: p50 and frames/s (1000 / mean ms, so detection frames count), the frames/s ratio to the
 naive baseline, and the mean point deviation: the backend's output against the eager fp32 model on
@@ -46,6 +47,7 @@ import torch
 from app import webcam
 from app.context import AppContext
 from bench.checkpoint import CACHE_DIR, bench_checkpoint, synthetic_root
+from bench.detection import print_detection
 from bench.common import SHARED_DATA
 from bench.scenes import (CLIP_FPS, CLIP_SECONDS, CLIP_SIZE, FRAME_HEIGHT, FRAME_WIDTH, MOTION_PERIOD, NOISE_SIGMA,
                           PHOTO_SIDE, STILL_FRAMES, motion_at, sequence, upload_jpeg, video_throughput)
@@ -485,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_table:
         speed_table(args, model, eager, detector, calibration)
+        print()
+        print_detection()
 
     live = Predictor(weights=model, device="cpu", flip_test=False, detector=detector)
     print_live_accuracy(live, r, k)

@@ -13,6 +13,7 @@ Rows of the table (one CUDA GPU; under 5 minutes on an H100/H200-class card):
 - video: frames/s of ``model.video.annotate_video`` on a 1280x720 clip.
 - CUDA vs CPU: the largest and mean point distance (px) between fp32 landmarks computed on the GPU
   (TF32 convolutions allowed) and on the CPU, for the same boxes.
+- detection: ``model.detector.FaceDetector`` beside facenet-pytorch's MTCNN on CUDA (``bench.detection``).
 
 Without CUDA it prints why and exits with status 2; ``--profile-upload`` runs on any device and
 prints where an upload's time goes (decode, each MTCNN stage, crops, network, points, drawing).

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from bench.common import rate, timed
+from bench.detection import gpu_figure as detection_gpu_figure
 from bench.gpu_eval import resident_rates
 from bench.scenes import video_throughput
 from bench.upload_profile import profile_upload
@@ -224,6 +225,7 @@ def run_table(args, photos: list[Path]) -> int:
         _row("upload, Predictor.predict + draw, fp32", lambda: upload_figure(weights, photos), REFERENCE["upload"]),
         _row("video, model.video 720p", lambda: video_figure(weights), REFERENCE["video"]),
         _row("CUDA fp32 vs CPU, same boxes", lambda: deviation_figure(weights, photos), REFERENCE["deviation"]),
+        _row("detection, facenet-pytorch -> FaceDetector", detection_gpu_figure, "not measured"),
     ]
     device = torch.cuda.get_device_name()
     print(f"\npython -m bench.gpu on {device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}, "

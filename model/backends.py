@@ -314,6 +314,31 @@ def onnx_model_path(model: nn.Module, int8: bool, cache_dir: str | os.PathLike |
     return quant
 
 
+def cpu_session(path: str | os.PathLike, threads: int | None = None, memory_arena: bool = True):
+    """An ONNX Runtime CPU session for the graph at ``path``: every graph optimisation, sequential
+    execution, ``threads`` intra-op threads (default: one per CPU core).
+
+    ``memory_arena=False`` frees every activation after each run: ONNX Runtime's arena keeps the
+    largest run's memory for the session's life, right for fixed-size inputs but not for a graph
+    whose input size changes with every photo.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX graph not found: {path}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = int(threads or os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    # Idle pool threads sleep instead of spinning: the detector and the other half of the app
+    # share these cores, and spinning slowed the whole pipeline on the 2-core machines.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_cpu_mem_arena = memory_arena
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxBackend:
     """ONNX Runtime on CPU, one intra-op thread per core, sequential execution.
 
@@ -323,21 +348,8 @@ class OnnxBackend:
     """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX graph not found: {path}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = int(threads or os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
-        # Idle pool threads sleep instead of spinning: the detector and the other half of the app
-        # share these cores, and spinning slowed the whole pipeline on the 2-core machines.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.path = path
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.path = Path(path)
+        self.session = cpu_session(path, threads)
 
     def __call__(self, crops) -> np.ndarray:
         """(N, S, S, 3) uint8 crops (numpy, or a CPU tensor of whole grey levels) -> (N, 98, 2) float32."""
