@@ -68,6 +68,7 @@ DEFAULT_MIN_SIZE = 32        # px, shorter box side: smaller faces give landmark
 DEFAULT_VAL_FRACTION = 0.1
 RESULT_FORMAT = 1            # bump when the per-photo result changes meaning: old results are then ignored
 _PREFETCH = 4                # photos hashed and decoded ahead of the detector, on threads
+_DETECT_GROUP = 4            # photos per detector call (equal-sized ones share MTCNN's passes)
 _PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
@@ -201,14 +202,16 @@ class _Job:
     warning: str | None
 
 
-def _detected(predictor: Predictor, photo: Photo, loaded: _Loaded, face_filter: FaceFilter):
-    """The batcher's item for a photo to annotate: (its job, the image, its faces' crop matrices)."""
-    detections = predictor.detect(loaded.image)
-    selection = select_faces(detections, face_filter)
-    keep = selection.indices
-    job = _Job(photo, loaded.key, loaded.image.shape[:2], detections.boxes[keep], detections.scores[keep],
-               selection.limit_note())
-    return job, loaded.image, box_matrices(job.boxes, predictor.input_size)
+def _detected(predictor: Predictor, loaded: list[tuple[Photo, _Loaded]], face_filter: FaceFilter):
+    """The batcher's items for photos to annotate, (job, image, crop matrices) each: their faces
+    found by one ``FaceDetector.detect_many`` call (equal-sized photos share the pyramid passes)."""
+    found = predictor.detector.detect_many([load.image for _, load in loaded])
+    for (photo, load), detections in zip(loaded, found):
+        selection = select_faces(detections, face_filter)
+        keep = selection.indices
+        job = _Job(photo, load.key, load.image.shape[:2], detections.boxes[keep], detections.scores[keep],
+                   selection.limit_note())
+        yield job, load.image, box_matrices(job.boxes, predictor.input_size)
 
 
 def _write_result(cache: Path, job: _Job, points: np.ndarray, errors: np.ndarray | None) -> int:
@@ -244,6 +247,7 @@ def annotate_photos(photos: list[Photo], predictor: Predictor, cache: Path, dige
     loaded = prefetched(lambda photo: _load(photo, cache, digest), photos, _PREFETCH)
 
     def items():
+        group = []  # photos waiting for detection, decoded
         for photo, load in zip(photos, loaded):
             if load.error is not None:
                 result.failed.append({"file": str(photo.path), "error": load.error})
@@ -252,7 +256,11 @@ def annotate_photos(photos: list[Photo], predictor: Predictor, cache: Path, dige
             if load.image is None:  # unreadable, or done by an earlier run
                 bar.update()
                 continue
-            yield _detected(predictor, photo, load, face_filter)
+            group.append((photo, load))
+            if len(group) == _DETECT_GROUP:
+                yield from _detected(predictor, group, face_filter)
+                group = []
+        yield from _detected(predictor, group, face_filter)
 
     with bar:
         try:
