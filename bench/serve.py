@@ -51,8 +51,7 @@ TARGET_G2G_P50_MS, TARGET_G2G_P95_MS = 100.0, 200.0
 JSON_KEYS = ("shown_fps_alone", "shown_fps_during_uploads", "glass_to_glass_p50_ms", "glass_to_glass_p95_ms",
              "upload_p50_idle_s", "upload_p50_stream_s")
 # Installed in the page: every drawing of the live view is recorded with the code read off the canvas.
-RECORD_JS = """(read) => {
-  const reader = eval(read), root = document.querySelector('#webcam-live');
+RECORD_JS = "() => {\n  const reader = " + READ_CODE_JS + """, root = document.querySelector('#webcam-live');
   const canvas = root.querySelector('.lv-canvas');
   window.__shown = [];
   root.addEventListener('live-drawn', (e) => {
@@ -206,7 +205,7 @@ def measure(args, weights: str, tmp: Path) -> list[dict]:
             page.goto(url, wait_until="load")
             page.get_by_role("tab", name="Webcam").click()
             page.locator("#webcam-live .lv-start").wait_for(timeout=FIRST_FACE_TIMEOUT_MS)
-            page.evaluate(RECORD_JS, READ_CODE_JS)
+            page.evaluate(RECORD_JS)
             rounds = []
             for r in range(args.rounds):
                 progress(f"round {r + 1} of {args.rounds}: starting the stream")

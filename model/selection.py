@@ -19,7 +19,7 @@ from model.text import counted
 
 # The defaults keep every face MTCNN returns: its final (O-net) score threshold and its smallest
 # face side searched for. Detector scores of real faces crowd just below 1 (0.9996-0.9999 on
-# breakingbad.jpg, a hand there 0.970), so useful thresholds lie in [0.9, 1].
+# breakingbad.jpg, a hand there 0.9936), so useful thresholds lie in [0.9, 1].
 DEFAULT_MIN_SCORE = DEFAULT_THRESHOLDS[-1]
 DEFAULT_MIN_SIZE = float(DEFAULT_MIN_FACE_SIZE)
 # Most faces per image that get landmarks (the most confident first).

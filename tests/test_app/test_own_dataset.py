@@ -193,8 +193,8 @@ def test_fine_tune_on_the_export_and_compare(ctx, standin_checkpoint, tmp_path):
     assert sorted(table["face"]) == list(range(len(test))) and sorted(state["order"]) == list(range(len(test)))
     assert list(table["image"]) == [test[i].image for i in table["face"]]
     assert "standin.pth" in summary and "checkpoint.pth" in summary and "not an independent ground truth" in summary
-    split = "The one face is" if len(test) == 1 else f"The {len(test)} faces are"  # never "The 1 faces are"
-    assert f"{split} this dataset's test split" in summary
+    faces = "1 face" if len(test) == 1 else f"{len(test)} faces"  # never "1 faces"
+    assert f"**Split: test**, {faces} of " in summary
     deltas = table["delta (pp)"].to_numpy()
     assert np.all(np.diff(deltas) <= 0)  # largest regression first
 

@@ -276,8 +276,8 @@ def test_gallery_captions_and_table_fit_at_1280(served, browser_factory, shared_
 
 
 def test_minimum_score_in_one_drag(served, browser_factory, shared_data, artifacts_dir):
-    """One drag of the slider (0.9-1, where detector scores lie) to 0.98 turns "off" off and leaves
-    breakingbad.jpg's hand (0.970) out, and the summary says so; ticking "off" brings it back."""
+    """One drag of the slider (0.9-1, where detector scores lie) to about 0.996 turns "off" off and leaves
+    breakingbad.jpg's hand (0.9936) out, and the summary says so; ticking "off" brings it back."""
     context = browser_factory().new_context(viewport=DESKTOP)
     page = context.new_page()
     page.goto(served, wait_until="load")
@@ -291,10 +291,11 @@ def test_minimum_score_in_one_drag(served, browser_factory, shared_data, artifac
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * (thresholds.SCORE_START - low) / (high - low), y)
     page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * (0.98 - low) / (high - low), y, steps=8)
+    page.mouse.move(box["x"] + box["width"] * (0.996 - low) / (high - low), y, steps=8)
     page.mouse.up()
     value = float(track.input_value())
-    assert 0.975 <= value <= 0.985 and not off.is_checked(), value
+    # between the hand (0.9936) and the faces (0.9996, 0.9999); the thumb lands a little past the pointer
+    assert 0.994 <= value <= 0.9995 and not off.is_checked(), value
     page.click("#upload-run")
     summary = page.locator("#upload-summary")
     expect(summary).to_contain_text("2 faces in", timeout=TIMEOUT_MS)

