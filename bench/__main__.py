@@ -36,6 +36,7 @@ import copy
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -161,8 +162,11 @@ def naive_path(predictor: Predictor) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def run_interleaved(rows: list[Row], rounds: int, warmup: int = WARMUP_FRAMES) -> None:
-    """Each round runs every row once on its next input; all but the first ``warmup`` rounds are timed."""
-    for r in range(rounds + warmup):
+    """Each round runs every row once on its next input; all but the first ``warmup`` rounds are timed
+    (a progress bar with an ETA on stderr)."""
+    from tqdm import tqdm
+
+    for r in tqdm(range(rounds + warmup), desc="bench rounds", unit="round", file=sys.stderr, dynamic_ncols=True):
         for row in rows:
             item = row.inputs[r % len(row.inputs)]
             start = time.perf_counter()
