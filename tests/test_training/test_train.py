@@ -93,7 +93,7 @@ def test_test_nme_falls(learning_run):
 
 @pytest.mark.slow
 def test_learns_faces_beyond_the_mean_shape(learning_root, long_learning, tmp_path):
-    """320 steps from random weights with the default recipe (mmpose-0.x: its augmentation, head
+    """640 steps from random weights with the default recipe (mmpose-0.x: its augmentation, head
     start and flip test): the best checkpoint (the one the recipe keeps) must beat always predicting
     the training set's mean face on held-out faces, i.e. the model reads pose and shape, not just
     the average face. Seed-sensitive on this tiny set (docs/learning-proof.md)."""
