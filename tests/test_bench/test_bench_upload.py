@@ -13,10 +13,13 @@ def test_bench_upload_prints_predict_beside_the_model_alone(shared_data):
     done = subprocess.run([sys.executable, "-m", "bench.upload", "--rounds", "1", str(photo)], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    row = re.search(r"^\| lenna\.png \| 1 \| (\d+) \| (\d+) \| (\d+) \| (-?\d+) \| (\d+\.\d\d)x \| (\d+) \|$",
-                    done.stdout, re.M)
+    row = re.search(r"^\| lenna\.png \| 1 \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| (-?\d+) \| "
+                    r"(\d+\.\d\d)x / (\d+\.\d\d)x \| (\d+) \|$", done.stdout, re.M)
     assert row, done.stdout
-    api, page, model, overhead, ratio, floor = (float(v) for v in row.groups())
-    assert min(api, page) > floor > 0 and model > 0  # a call that runs the model costs more than a bare call
-    assert abs(overhead - (api - model)) <= 1 and abs(ratio - api / model) <= 0.01
+    api, page, http, model, overhead, ratio, http_ratio, floor = (float(v) for v in row.groups())
+    assert min(api, page, http, model, floor) > 0  # figures printed, not compared: a busy machine moves them
+    # The table prints whole milliseconds and ratios of the unrounded ones: +-0.5 ms each side.
+    slack = lambda top: 0.5 * (top + model) / (model * (model - 0.5)) + 0.005  # noqa: E731
+    assert abs(overhead - (http - model)) <= 1 and abs(ratio - api / model) <= slack(api)
+    assert abs(http_ratio - http / model) <= slack(http)
     assert "load average" in done.stdout
