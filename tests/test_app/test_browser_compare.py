@@ -132,6 +132,7 @@ def test_compare_ranks_the_regression_first(page, predictions):
 def test_compare_says_when_a_and_b_were_not_scored_alike(page, predictions, artifacts_dir):
     _open_compare(page)
     page.locator("#compare-b").get_by_role("button", name="Clear").click()  # b.json of the test above
+    expect(page.locator("#compare-b")).not_to_contain_text(re.compile(r"b\s*\.json"), timeout=TIMEOUT_MS)
     page.locator("#compare-b input[type=file]").set_input_files(str(predictions["c"]))
     expect(page.locator("#compare-b")).to_contain_text(re.compile(r"c\s*\.json"), timeout=TIMEOUT_MS)  # stem and suffix may wrap apart
     page.click("#compare-run")

@@ -94,6 +94,7 @@ def test_upload_on_a_phone(phone, shared_data, artifacts_dir):
     page.screenshot(path=str(artifacts_dir / "phone-upload-breakingbad.png"), full_page=True)
     # The README's phone view shows a public-domain photo from assets/.
     page.locator("#upload-image").get_by_role("button", name="Clear").click()
+    expect(page.locator("#upload-image img")).to_have_count(0, timeout=TIMEOUT_MS)  # the drop zone, drawn anew
     page.locator("#upload-image input[type=file]").set_input_files(str(ASSETS / "grace_hopper.jpg"))
     page.click("#upload-run")
     expect(page.locator("#upload-summary")).to_contain_text("1 face in grace_hopper.jpg", timeout=TIMEOUT_MS)
