@@ -1,4 +1,5 @@
-"""Fixtures of the app tests: the face sets the browser and Compare work on, without a server."""
+"""Fixtures of the app tests: the face sets the browser and Compare work on, without a server, and
+one ``python -m app`` per test module for the live-stream tests."""
 from __future__ import annotations
 
 import pytest
@@ -19,3 +20,13 @@ def split_context(synthetic_root, tmp_path):
                                                                         num_test=8), output_dir=tmp_path)
     yield ctx
     ctx.close()
+
+
+@pytest.fixture(scope="module")
+def module_app(mean_shape_checkpoint, artifacts_dir, app_server, request):
+    """``python -m app`` with the mean-shape checkpoint on the CPU, one per test module (its log:
+    ``app-<module>.log`` in the artifacts)."""
+    log = artifacts_dir / f"app-{request.module.__name__.rsplit('.', 1)[-1]}.log"
+    server = app_server(["--weights", str(mean_shape_checkpoint), "--device", "cpu"], log).start()
+    yield server
+    server.stop()

