@@ -80,8 +80,9 @@ def http_predict(http: httpx.Client, url: str, photo: Path) -> dict:
                 result = (event, json.loads(line.removeprefix("data:")))
     if result is None or result[0] != "complete":
         raise RuntimeError(f"/predict over HTTP failed for {photo.name}: {result}")
-    http.get(result[1][0]["url"]).raise_for_status()
-    return json.loads(result[1][1])
+    annotated, record, _ = result[1]  # the image, the JSON text, the (unsent) state
+    http.get(annotated["url"]).raise_for_status()
+    return json.loads(record)
 
 
 def measure(url: str, predictor: Predictor, photos: list[Path], rounds: int) -> dict:
@@ -89,7 +90,6 @@ def measure(url: str, predictor: Predictor, photos: list[Path], rounds: int) -> 
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False)
-    http = httpx.Client(timeout=60)
     pixels = {photo: read_image(photo) for photo in photos}
     times = {photo: {row: [] for row in ROWS} for photo in photos}
 
@@ -100,16 +100,16 @@ def measure(url: str, predictor: Predictor, photos: list[Path], rounds: int) -> 
         client.predict(handle_file(str(photo)), api_name="/predict")
         client.predict(handle_file(str(photo)), *DESCRIBE_ARGS, api_name="/describe")
 
-    for r in range(WARMUP_ROUNDS + rounds):
-        for photo in photos:
-            for row, step in (("/predict", api), ("/predict + /describe", page),
-                              ("/predict over HTTP", lambda: http_predict(http, url, photo)),
-                              ("Predictor.predict", lambda: predictor.predict(pixels[photo])),
-                              ("/clear", lambda: client.predict(api_name="/clear"))):
-                start = time.perf_counter()
-                step()
-                if r >= WARMUP_ROUNDS:
-                    times[photo][row].append(1000.0 * (time.perf_counter() - start))
+    with httpx.Client(timeout=60) as http:
+        steps = (api, page, lambda: http_predict(http, url, photo), lambda: predictor.predict(pixels[photo]),
+                 lambda: client.predict(api_name="/clear"))  # in the order of ROWS
+        for r in range(WARMUP_ROUNDS + rounds):
+            for photo in photos:
+                for row, step in zip(ROWS, steps, strict=True):
+                    start = time.perf_counter()
+                    step()
+                    if r >= WARMUP_ROUNDS:
+                        times[photo][row].append(1000.0 * (time.perf_counter() - start))
     return times
 
 

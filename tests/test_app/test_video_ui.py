@@ -10,7 +10,6 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from app import video
@@ -59,16 +58,8 @@ def _until(condition, what: str, timeout_s: float = 120.0):
 
 
 def _start(page, clip) -> None:
-    """Upload ``clip`` into the Video tab and press *Annotate video*. The file is set again if its name
-    has not shown after 30 s (a drop zone redrawn under the first one loses it); three tries."""
-    for attempt in range(3):
-        page.locator("#video-in input[type=file]").set_input_files(str(clip))
-        try:
-            page.locator("#video-in").get_by_text(clip.name).first.wait_for(timeout=30_000)
-            break
-        except PlaywrightTimeoutError:
-            if attempt == 2:
-                raise
+    page.locator("#video-in input[type=file]").set_input_files(str(clip))
+    page.locator("#video-in").get_by_text("drift.mp4").first.wait_for(timeout=TIMEOUT_MS)
     page.click("#video-run")
 
 
