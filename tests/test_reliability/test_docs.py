@@ -9,7 +9,7 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def _markdown_files() -> list[Path]:
-    return sorted(p for p in [REPO / "README.md", *REPO.glob("docs/*.md"), *REPO.glob("assets/*.md")])
+    return sorted([REPO / "README.md", *REPO.glob("docs/*.md"), *REPO.glob("assets/*.md")])
 
 
 def _anchors(text: str) -> set[str]:
