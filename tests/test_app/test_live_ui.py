@@ -82,7 +82,7 @@ def camera_browser(browser_factory, clips):
 def open_page(browser, url: str, viewport: dict = DESKTOP):
     context = browser.new_context(viewport=viewport, permissions=["camera"])
     page = context.new_page()
-    page.goto(url, wait_until="load")
+    page.goto(url, wait_until="load", timeout=TIMEOUT_MS)
     page.wait_for_selector("#upload-run", timeout=TIMEOUT_MS)
     return context, page
 
@@ -183,7 +183,7 @@ def test_a_refused_camera_says_so_and_start_stays_available(module_app, browser_
     browser = browser_factory([FAKE_DEVICE])  # a camera, but no automatic "allow"
     context = browser.new_context(viewport=DESKTOP)  # and no camera permission
     page = context.new_page()
-    page.goto(module_app.url, wait_until="load")
+    page.goto(module_app.url, wait_until="load", timeout=TIMEOUT_MS)
     page.get_by_role("tab", name="Webcam").click()
     page.locator("#webcam-live .lv-start").click()
     expect(page.locator("#webcam-readout")).to_have_text(
@@ -231,6 +231,7 @@ def upload(page, photo: Path) -> str:
     clear = page.locator("#upload-image").get_by_role("button", name="Clear")
     if clear.count():  # the previous run's file: remove it (that also clears its results)
         clear.first.click()
+        expect(page.locator("#upload-image img")).to_have_count(0, timeout=TIMEOUT_MS)  # the drop zone, drawn anew
     page.locator("#upload-image input[type=file]").set_input_files(str(photo))
     page.locator("#upload-image").get_by_text(photo.stem).first.wait_for(timeout=TIMEOUT_MS)
     expect(summary).to_have_text("", timeout=TIMEOUT_MS)
